@@ -1,0 +1,69 @@
+# Two commands for a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+# Debian packages the tests and benchmarks drive as real processes.
+DEBIAN_PACKAGES := wrk prometheus prometheus-alertmanager chromium chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck check bench screenshots serve seed clean help sysdeps venv
+
+help:
+	@echo "make run    - create .venv, install, run the baseline scenario and open its results"
+	@echo "make test   - create .venv if needed, install everything, run every test"
+	@echo "make bench  - run the ratio benchmarks side by side and print the figures"
+	@echo "make lint   - ruff + mypy"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs the Debian packages once per machine (apt-get needs root: sudo is used if needed).
+$(SYSDEPS_STAMP): | $(STAMP)
+	@missing=""; \
+	for cmd in wrk promtool prometheus prometheus-alertmanager chromium chromedriver; do \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
+	fi
+	touch $(SYSDEPS_STAMP)
+
+sysdeps: $(SYSDEPS_STAMP)
+
+test: $(STAMP) $(SYSDEPS_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy pitchey pitchey_cli loadtests collectors alerts dashboards
+
+check: lint test
+
+run: $(STAMP)
+	$(BIN)/pitchey seed
+	$(BIN)/pitchey serve
+
+serve: $(STAMP)
+	$(BIN)/pitchey serve
+
+seed: $(STAMP)
+	$(BIN)/pitchey seed
+
+bench: $(STAMP) $(SYSDEPS_STAMP)
+	$(BIN)/python -m benchmarks
+
+screenshots: $(STAMP) $(SYSDEPS_STAMP)
+	$(BIN)/python -m dashboards.screenshots --out screenshots
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache pitchey.db pitchey.db-* runs screenshots

@@ -1,0 +1,114 @@
+"""Shared pieces for the benchmarks: start a server process, read its URL, load it with wrk.
+
+Servers are pinned to one core and wrk to the other where `taskset` exists, so the generator
+does not steal the server's CPU (this machine kind has two cores).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Server", "WrkResult", "start_server", "run_wrk", "pin", "median"]
+
+LISTENING = re.compile(r"listening on (http://[\w.:\[\]]+)")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def pin(command: Sequence[str], core: int) -> list[str]:
+    """Prefix `command` with taskset when it is available and there are two cores or more."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(core), *command]
+    return list(command)
+
+
+def start_server(
+    command: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 30.0
+) -> Server:
+    """Start `command` and wait for its 'listening on http://...' line."""
+    process = subprocess.Popen(
+        list(command),
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = LISTENING.search(line)
+        if match:
+            return Server(process, match.group(1))
+    process.kill()
+    raise RuntimeError(f"{' '.join(command)} did not start:\n{''.join(seen)}")
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(
+    url: str, seconds: float = 5, connections: int = 32, threads: int = 1, core: int = 0
+) -> WrkResult:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (make sysdeps installs it)")
+    command = pin(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url], core
+    )
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*?(\d+) timeout"):
+        found = re.search(pattern, output)
+        if found:
+            errors += int(found.group(1))
+    return WrkResult(rps, p50, p99, errors)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+PYTHON = sys.executable

@@ -1,0 +1,134 @@
+"""Read-through cache for public reads: in-process by default, Redis when REDIS_URL is set.
+
+Invalidation uses generations: every cached key embeds its namespace's generation number,
+and a write bumps the generation, so every instance sharing the same Redis stops reading
+the old entries at once, without scanning keys. A client therefore never reads its own
+write stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["Cache", "MemoryCache", "RedisCache", "open_cache", "read_through"]
+
+
+class Cache(Protocol):
+    kind: str
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def generation(self, namespace: str) -> int: ...
+    async def bump(self, namespace: str) -> int: ...
+    async def ping(self) -> float: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """A bounded LRU with per-entry expiry; the clock is injectable for tests."""
+
+    kind = "memory"
+
+    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._generations: dict[str, int] = {}
+        self._max_entries = max_entries
+        self._clock = clock
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if expires_at <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._entries[key] = (self._clock() + ttl_s, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    async def delete(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    async def generation(self, namespace: str) -> int:
+        return self._generations.get(namespace, 0)
+
+    async def bump(self, namespace: str) -> int:
+        value = self._generations.get(namespace, 0) + 1
+        self._generations[namespace] = value
+        return value
+
+    async def ping(self) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    """The same contract over redis.asyncio, so several instances share entries."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "pitchey:") -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._redis.get(self._prefix + key)
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._redis.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(self._prefix + key)
+
+    async def generation(self, namespace: str) -> int:
+        value = await self._redis.get(self._prefix + "gen:" + namespace)
+        return int(value) if value is not None else 0
+
+    async def bump(self, namespace: str) -> int:
+        return int(await self._redis.incr(self._prefix + "gen:" + namespace))
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        await self._redis.ping()
+        return (time.perf_counter() - started) * 1000.0
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_cache(redis_url: str | None) -> Cache:
+    return RedisCache(redis_url) if redis_url else MemoryCache()
+
+
+async def read_through(
+    cache: Cache,
+    namespace: str,
+    key: str,
+    ttl_s: float,
+    loader: Callable[[], Awaitable[bytes]],
+    on_lookup: Callable[[bool], None] | None = None,
+) -> bytes:
+    """Return the cached bytes for `namespace/key`, loading and storing them on a miss."""
+    full_key = f"{namespace}:{await cache.generation(namespace)}:{key}"
+    value = await cache.get(full_key)
+    if on_lookup is not None:
+        on_lookup(value is not None)
+    if value is None:
+        value = await loader()
+        await cache.set(full_key, value, ttl_s)
+    return value

@@ -1,0 +1,108 @@
+"""`pitchey serve`, `pitchey seed` and `pitchey failover`: argument parsing only at import time."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the Pitchey platform service",
+        description="Run the Pitchey platform API. Storage is a SQLite file unless DATABASE_URL "
+        "is set; the cache is in-process unless REDIS_URL is set.",
+    )
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="port to bind (default 8001; 0 picks a free one)")
+    serve.add_argument("--topology", choices=("single", "geo"), default="single",
+                       help="single process (default) or the edge + four regional workers")
+    serve.add_argument("--regions", default=None, metavar="FILE",
+                       help="regions YAML for --topology geo (default: the seed's four regions)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
+
+    seed = subparsers.add_parser(
+        "seed",
+        help="create the demo accounts and generated users and pitches",
+        description="Create one demo account per portal (password Demo123) plus generated "
+        "users and pitches; the same --seed gives the same data. Safe to run again.",
+    )
+    seed.add_argument("--users", type=_non_negative, default=50,
+                      help="generated users (default 50)")
+    seed.add_argument("--pitches", type=_non_negative, default=200,
+                      help="generated pitches (default 200)")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    seed.set_defaults(func=_seed)
+
+    failover = subparsers.add_parser(
+        "failover",
+        help="kill one region's worker under traffic and report the reroute",
+        description="While traffic runs against the geo edge, kill REGION's worker, measure the "
+        "time to reroute and the failed requests, restart it, and print the report.",
+    )
+    try:
+        from pitchey.geo.failover import add_arguments
+    except ImportError:  # pragma: no cover - the geo package is part of the distribution
+        failover.set_defaults(func=_missing("pitchey.geo"))
+    else:
+        add_arguments(failover)
+        failover.set_defaults(func=_failover)
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _missing(module: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        print(f"pitchey: {module} is not available in this installation", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pitchey.settings import Settings, SettingsError
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    try:
+        return Settings.from_environ(os.environ, **overrides)
+    except SettingsError as exc:
+        print(f"pitchey: {exc}", file=sys.stderr)
+        raise SystemExit(4) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.topology == "geo":
+        from pitchey.geo.supervisor import serve_geo
+
+        return int(serve_geo(settings, port=settings.port, regions_file=args.regions))
+    from pitchey.server import serve_forever
+
+    return serve_forever(settings, access_log=args.access_log)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from pitchey.server import run_seed
+
+    return run_seed(_settings(args), users=args.users, pitches=args.pitches, seed=args.seed)
+
+
+def _failover(args: argparse.Namespace) -> int:
+    from pitchey.geo.failover import main
+
+    return int(main(args))

@@ -1,0 +1,172 @@
+"""The one middleware every request goes through: rate limit, tracing, metrics, security
+headers, CORS and error rendering.
+
+It is a single function on purpose. aiohttp pays a wrapper call per middleware, and the
+instrumentation budget is tight (the benchmark compares this path with a bare handler), so the
+work is done inline: the sampling decision before any span exists, histogram children cached
+per label set, the security headers merged from one prebuilt dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from pitchey.errors import ApiError, StorageUnavailable, json_error
+from pitchey.metrics import ServiceMetrics
+from pitchey.ratelimit import RateLimiter
+from pitchey.runtime import RuntimeStats
+from pitchey.security import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    SECURITY_HEADERS,
+    cors_headers,
+)
+from pitchey.settings import Settings
+from pitchey.tracing import Tracing
+
+__all__ = ["build_middleware", "UNMATCHED_ROUTE", "UNLIMITED_PATHS"]
+
+log = logging.getLogger("pitchey.request")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNMATCHED_ROUTE = "unmatched"
+# Observability endpoints are never rate limited: a scraper polling every second must not
+# lock an operator out of /health, and they cost nothing to serve.
+UNLIMITED_PATHS = frozenset(
+    {"/health", "/health/db", "/health/services", "/api/health", "/metrics", "/status",
+     "/config", "/openapi.json"}
+)
+_SERVER_ERROR = "internal_error"
+
+
+def _route_of(request: web.Request) -> str:
+    match_info = request.match_info
+    if match_info.http_exception is not None:  # aiohttp's system route for a 404 or 405
+        return UNMATCHED_ROUTE
+    resource = match_info.route.resource
+    return UNMATCHED_ROUTE if resource is None else resource.canonical
+
+
+def _client_of(request: web.Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.remote or "unknown"
+
+
+def _render_exception(exc: BaseException) -> web.StreamResponse:
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return exc  # redirects and the like pass through
+        code = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, code, message or code, headers=headers)
+    if isinstance(exc, StorageUnavailable):
+        return json_error(
+            503, "storage_unavailable", "storage is unavailable; nothing was changed",
+            headers={"Retry-After": "1"},
+        )
+    log.exception("unhandled error", exc_info=exc)
+    return json_error(500, _SERVER_ERROR, "internal error")
+
+
+def build_middleware(
+    settings: Settings,
+    metrics: ServiceMetrics,
+    tracing: Tracing,
+    limiter: RateLimiter,
+    runtime: RuntimeStats,
+) -> Middleware:
+    limit_enabled = settings.rate_limit_per_minute > 0
+    trust_forwarded_for = settings.trust_forwarded_for
+    allowed_origin = settings.frontend_origin
+    record = metrics.requests.observe
+    active = metrics.active_requests
+    rate_limited = metrics.rate_limited
+    decide = tracing.decide
+    start_span = tracing.start_server_span
+    runtime_record = runtime.record
+    perf_counter = time.perf_counter
+
+    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin is not None:
+            if origin != allowed_origin:
+                return json_error(403, "cors_forbidden", f"origin {origin!r} is not allowed")
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = "86400"
+        elif limit_enabled and request.path not in UNLIMITED_PATHS and not (
+            decision := await limiter.hit(_client_of(request, trust_forwarded_for))
+        ).allowed:
+            rate_limited.inc()
+            response = json_error(
+                429, "rate_limited",
+                f"more than {limiter.limit} requests per minute from this client",
+                headers={"Retry-After": str(decision.retry_after_s)},
+            )
+        else:
+            try:
+                response = await handler(request)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: B036 - rendered, never a traceback
+                if not isinstance(exc, Exception):
+                    raise
+                response = _render_exception(exc)
+        if origin is not None and origin == allowed_origin:
+            response.headers.update(cors_headers(origin))
+        return response
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = perf_counter()
+        active.inc()
+        status = 500
+        try:
+            traced, parent = decide(request.headers)
+            if traced:
+                route = _route_of(request)
+                with start_span(
+                    f"{request.method} {route}",
+                    parent,
+                    {"http.request.method": request.method, "http.route": route,
+                     "url.path": request.path},
+                ) as span:
+                    response = await respond(request, handler)
+                    span.set_attribute("http.response.status_code", response.status)
+                    if response.status >= 500:
+                        span.set_status(_error_status())
+            else:
+                response = await respond(request, handler)
+            status = response.status
+            response.headers.update(SECURITY_HEADERS)
+            return response
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention); not a server error
+            raise
+        finally:
+            active.dec()
+            elapsed = perf_counter() - started
+            record(_route_of(request), request.method, status, elapsed)
+            runtime_record(elapsed, status >= 500 and status != 499)
+
+    return observe
+
+
+def _error_status() -> object:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR)

@@ -1,0 +1,90 @@
+"""Per-client fixed-window rate limiting (seed 000: 100 requests/min per IP).
+
+In-process by default; in Redis when configured, so several instances share one counter per
+client (INCR and EXPIRE in one round trip).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Decision", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "open_rate_limiter"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after_s: int
+
+
+_ALLOWED = Decision(True, 0)
+
+
+class RateLimiter(Protocol):
+    limit: int
+
+    async def hit(self, client: str) -> Decision: ...
+    async def close(self) -> None: ...
+
+
+class MemoryRateLimiter:
+    def __init__(
+        self, limit: int, window_s: int = 60, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.limit = limit
+        self._window_s = window_s
+        self._clock = clock
+        self._window = -1
+        self._counts: dict[str, int] = {}
+
+    async def hit(self, client: str) -> Decision:
+        now = self._clock()
+        window = int(now // self._window_s)
+        if window != self._window:
+            # a new window forgets every old counter at once: memory stays bounded
+            self._window, self._counts = window, {}
+        count = self._counts.get(client, 0) + 1
+        self._counts[client] = count
+        if count <= self.limit:
+            return _ALLOWED
+        return Decision(False, max(1, math.ceil((window + 1) * self._window_s - now)))
+
+    async def close(self) -> None:
+        self._counts.clear()
+
+
+class RedisRateLimiter:
+    def __init__(
+        self, url: str, limit: int, window_s: int = 60, clock: Callable[[], float] = time.time
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self.limit = limit
+        self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
+        self._window_s = window_s
+        self._clock = clock
+
+    async def hit(self, client: str) -> Decision:
+        now = self._clock()
+        window = int(now // self._window_s)
+        key = f"pitchey:rl:{client}:{window}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._window_s + 1)
+            count, _ = await pipe.execute()
+        if int(count) <= self.limit:
+            return _ALLOWED
+        return Decision(False, max(1, math.ceil((window + 1) * self._window_s - now)))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_rate_limiter(limit: int, redis_url: str | None) -> RateLimiter:
+    if redis_url:
+        return RedisRateLimiter(redis_url, limit)
+    return MemoryRateLimiter(limit)

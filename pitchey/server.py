@@ -1,0 +1,86 @@
+"""Process shells: run the service until a signal arrives, or seed its storage once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from pitchey.settings import Settings
+
+__all__ = ["serve_forever", "run_seed", "bound_port"]
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the first site listens on (useful with --port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the server is not listening")
+
+
+async def _serve(settings: Settings, access_log: bool) -> None:
+    from pitchey.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # One parseable line: scripts and tests read the port from it (with --port 0).
+    print(
+        f"pitchey: listening on http://{settings.host}:{bound_port(runner)} "
+        f"(region {settings.region}, storage {settings.backend}, "
+        f"cache {'redis' if settings.redis_url else 'memory'})",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve_forever(settings: Settings, *, access_log: bool = False) -> int:
+    if access_log:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(_serve(settings, access_log))
+    except OSError as exc:
+        print(f"pitchey: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _seed(settings: Settings, users: int, pitches: int, seed: int) -> str:
+    from pitchey.seed import seed_demo
+    from pitchey.storage.factory import open_database
+
+    database = await open_database(settings, None)
+    try:
+        await database.migrate()
+        report = await seed_demo(database, settings, users=users, pitches=pitches, seed=seed)
+    finally:
+        await database.close()
+    return str(report)
+
+
+def run_seed(settings: Settings, *, users: int, pitches: int, seed: int) -> int:
+    from pitchey.errors import StorageUnavailable
+
+    try:
+        print(f"pitchey: {asyncio.run(_seed(settings, users, pitches, seed))}")
+    except StorageUnavailable as exc:
+        print(f"pitchey: storage unavailable: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,177 @@
+"""Service settings: one frozen dataclass read once from an injectable environment mapping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["Settings", "SettingsError", "redact_url"]
+
+_SECRET_WORDS = ("secret", "password", "token", "key")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use; the message names it."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be >= {minimum}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def redact_url(url: str | None) -> str | None:
+    """Hide the password of a DSN such as postgresql://user:pw@host/db."""
+    if not url or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, with the seed documents' defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    region: str = "local"
+    # storage: a SQLite file unless DATABASE_URL names PostgreSQL
+    database_url: str | None = None
+    sqlite_path: str = "pitchey.db"
+    db_pool_size: int = 10
+    # cache: in-process unless REDIS_URL is set
+    redis_url: str | None = None
+    # seed 000: public pitches 10 min, dashboards 5 min, sessions 24 h
+    cache_ttl_pitches_s: int = 600
+    cache_ttl_dashboard_s: int = 300
+    session_ttl_s: int = 24 * 3600
+    session_cache_ttl_s: int = 300
+    # seed 000: 100 requests/min per client IP; 0 disables
+    rate_limit_per_minute: int = 100
+    trust_forwarded_for: bool = False
+    frontend_origin: str = "http://localhost:5173"
+    cookie_secure: bool = False
+    max_body_bytes: int = 64 * 1024
+    # argon2id cost (OWASP minimum profile by default; tests lower it)
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    # tracing, from the standard OTEL_* variables
+    otel_service_name: str = "pitchey"
+    otel_traces_sampler: str = "parentbased_traceidratio"
+    otel_traces_sampler_arg: float = 0.01
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_spans_file: str | None = None
+    # fault injection for tests and benchmarks (never on in production)
+    version: str = "0.1.0"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls(
+            host=env.get("PITCHEY_HOST", cls.host),
+            port=_int(env, "PITCHEY_PORT", cls.port),
+            region=env.get("PITCHEY_REGION", cls.region),
+            database_url=env.get("DATABASE_URL") or None,
+            sqlite_path=env.get("PITCHEY_SQLITE_PATH", cls.sqlite_path),
+            db_pool_size=_int(env, "PITCHEY_DB_POOL_SIZE", cls.db_pool_size, minimum=1),
+            redis_url=env.get("REDIS_URL") or None,
+            cache_ttl_pitches_s=_int(env, "PITCHEY_CACHE_TTL_PITCHES", cls.cache_ttl_pitches_s),
+            cache_ttl_dashboard_s=_int(
+                env, "PITCHEY_CACHE_TTL_DASHBOARD", cls.cache_ttl_dashboard_s
+            ),
+            session_ttl_s=_int(env, "PITCHEY_SESSION_TTL", cls.session_ttl_s, minimum=1),
+            rate_limit_per_minute=_int(
+                env, "PITCHEY_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute
+            ),
+            trust_forwarded_for=_bool(env, "PITCHEY_TRUST_FORWARDED_FOR", False),
+            frontend_origin=env.get("PITCHEY_FRONTEND_ORIGIN", cls.frontend_origin),
+            cookie_secure=_bool(env, "PITCHEY_COOKIE_SECURE", False),
+            max_body_bytes=_int(env, "PITCHEY_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            argon2_time_cost=_int(env, "PITCHEY_ARGON2_TIME_COST", cls.argon2_time_cost, 1),
+            argon2_memory_kib=_int(env, "PITCHEY_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 8),
+            otel_service_name=env.get("OTEL_SERVICE_NAME", cls.otel_service_name),
+            otel_traces_sampler=env.get("OTEL_TRACES_SAMPLER", cls.otel_traces_sampler),
+            otel_traces_sampler_arg=_float(
+                env, "OTEL_TRACES_SAMPLER_ARG", cls.otel_traces_sampler_arg
+            ),
+            otel_exporter_otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            otel_spans_file=env.get("PITCHEY_SPANS_FILE") or None,
+        )
+        if settings.otel_traces_sampler not in _SAMPLERS:
+            raise SettingsError(
+                f"OTEL_TRACES_SAMPLER={settings.otel_traces_sampler!r} is not one of "
+                + ", ".join(sorted(_SAMPLERS))
+            )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def backend(self) -> str:
+        """'postgresql' or 'sqlite': which storage the service runs on."""
+        if self.database_url and self.database_url.startswith(("postgres://", "postgresql://")):
+            return "postgresql"
+        return "sqlite"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with every secret hidden, as /config shows them."""
+        shown: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name in ("database_url", "redis_url", "otel_exporter_otlp_endpoint"):
+                shown[name] = redact_url(value)
+            elif any(word in name for word in _SECRET_WORDS) and value:
+                shown[name] = "***"
+            else:
+                shown[name] = value
+        shown["backend"] = self.backend
+        return shown
+
+    def config_hash(self) -> str:
+        """A short stable digest of the effective settings (secrets included, never shown)."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_SAMPLERS = {
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+}

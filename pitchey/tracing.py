@@ -1,0 +1,120 @@
+"""OpenTelemetry tracing, configured only by the standard OTEL_* variables.
+
+Cost control: the sampling decision is made before any span object exists. A request with no
+`traceparent` is sampled by a single random draw against the ratio; a request with one follows
+its parent's sampled flag (parent-based samplers). Only sampled requests create spans, so an
+unsampled request pays one dictionary lookup and one random number, not a span, a context
+attach and an id generation. The SDK itself then records every span it is asked for
+(ALWAYS_ON), which is what keeps the decision from being taken twice.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from pitchey.settings import Settings
+
+__all__ = ["Tracing", "JsonLinesSpanExporter"]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Writes each finished span as one JSON line (used when no OTLP endpoint is set)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [json.dumps(json.loads(span.to_json(indent=None))) + "\n" for span in spans]
+        with self._lock, self._path.open("a", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+class Tracing:
+    """The tracer provider plus the cheap per-request sampling decision."""
+
+    def __init__(self, settings: Settings, exporter: SpanExporter | None = None) -> None:
+        resource = Resource.create(
+            {"service.name": settings.otel_service_name, "service.version": settings.version,
+             "cloud.region": settings.region}
+        )
+        self.provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+        if exporter is not None:
+            self.provider.add_span_processor(SimpleSpanProcessor(exporter))
+        elif settings.otel_exporter_otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif settings.otel_spans_file:
+            self.provider.add_span_processor(
+                BatchSpanProcessor(JsonLinesSpanExporter(settings.otel_spans_file))
+            )
+        self.tracer = self.provider.get_tracer("pitchey")
+        sampler = settings.otel_traces_sampler
+        self.parent_based = sampler.startswith("parentbased_")
+        base = sampler.removeprefix("parentbased_")
+        if base == "always_on":
+            self.ratio = 1.0
+        elif base == "always_off":
+            self.ratio = 0.0
+        else:
+            self.ratio = min(1.0, max(0.0, settings.otel_traces_sampler_arg))
+        self._random = random.random
+
+    def decide(self, headers: Mapping[str, str]) -> tuple[bool, Context | None]:
+        """Whether this request is traced, and the remote parent context if it has one."""
+        if "traceparent" not in headers:
+            return self._random() < self.ratio, None
+        context = _PROPAGATOR.extract(headers)
+        parent = trace.get_current_span(context).get_span_context()
+        if self.parent_based and parent.is_valid:
+            return parent.trace_flags.sampled, context
+        return self._random() < self.ratio, context
+
+    def start_server_span(
+        self, name: str, context: Context | None, attributes: Mapping[str, Any]
+    ) -> Any:
+        return self.tracer.start_as_current_span(
+            name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes)
+        )
+
+    @contextmanager
+    def span(
+        self, name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any
+    ) -> Iterator[Span | None]:
+        """A child span of the current request's span, or nothing when it is not sampled."""
+        if not trace.get_current_span().is_recording():
+            yield None
+            return
+        with self.tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
+            yield span
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

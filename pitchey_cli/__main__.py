@@ -1,0 +1,5 @@
+import sys
+
+from pitchey_cli import main
+
+sys.exit(main())
