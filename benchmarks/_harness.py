@@ -16,7 +16,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Server", "WrkResult", "start_server", "run_wrk", "pin", "median"]
+__all__ = [
+    "Server", "WrkResult", "start_server", "run_wrk", "pin", "median", "process_cpu_seconds"
+]
 
 LISTENING = re.compile(r"listening on (http://[\w.:\[\]]+)")
 
@@ -75,6 +77,18 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    # CPU seconds the server process spent per request (when a pid was given): far steadier
+    # than throughput on a machine whose other core is busy, because time spent waiting for
+    # the CPU does not count.
+    server_cpu_us_per_request: float | None = None
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -88,23 +102,32 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, seconds: float = 5, connections: int = 32, threads: int = 1, core: int = 0
+    url: str,
+    seconds: float = 5,
+    connections: int = 32,
+    threads: int = 1,
+    core: int = 0,
+    server_pid: int | None = None,
 ) -> WrkResult:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make sysdeps installs it)")
     command = pin(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url], core
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url], core
     )
+    cpu_before = process_cpu_seconds(server_pid) if server_pid else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu_after = process_cpu_seconds(server_pid) if server_pid else 0.0
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     errors = 0
     for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*?(\d+) timeout"):
         found = re.search(pattern, output)
         if found:
             errors += int(found.group(1))
-    return WrkResult(rps, p50, p99, errors)
+    cpu_us = 1e6 * (cpu_after - cpu_before) / requests if server_pid and requests else None
+    return WrkResult(rps, p50, p99, errors, requests, cpu_us)
 
 
 def median(values: Sequence[float]) -> float:

@@ -99,60 +99,63 @@ def build_middleware(
     runtime_record = runtime.record
     perf_counter = time.perf_counter
 
-    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if request.method == "OPTIONS" and origin is not None:
-            if origin != allowed_origin:
-                return json_error(403, "cors_forbidden", f"origin {origin!r} is not allowed")
-            response: web.StreamResponse = web.Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
-            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-            response.headers["Access-Control-Max-Age"] = "86400"
-        elif limit_enabled and request.path not in UNLIMITED_PATHS and not (
-            decision := await limiter.hit(_client_of(request, trust_forwarded_for))
-        ).allowed:
-            rate_limited.inc()
-            response = json_error(
-                429, "rate_limited",
-                f"more than {limiter.limit} requests per minute from this client",
-                headers={"Retry-After": str(decision.retry_after_s)},
-            )
-        else:
-            try:
-                response = await handler(request)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # noqa: B036 - rendered, never a traceback
-                if not isinstance(exc, Exception):
-                    raise
-                response = _render_exception(exc)
-        if origin is not None and origin == allowed_origin:
-            response.headers.update(cors_headers(origin))
+    def preflight(origin: str) -> web.Response:
+        if origin != allowed_origin:
+            return json_error(403, "cors_forbidden", f"origin {origin!r} is not allowed")
+        response = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
         return response
+
+    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if limit_enabled and request.path not in UNLIMITED_PATHS:
+            decision = await limiter.hit(_client_of(request, trust_forwarded_for))
+            if not decision.allowed:
+                rate_limited.inc()
+                return json_error(
+                    429, "rate_limited",
+                    f"more than {limiter.limit} requests per minute from this client",
+                    headers={"Retry-After": str(decision.retry_after_s)},
+                )
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # rendered as JSON, never a traceback
+            return _render_exception(exc)
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = perf_counter()
         active.inc()
         status = 500
+        route = _route_of(request)
+        headers = request.headers
+        origin = headers.get("Origin")
         try:
-            traced, parent = decide(request.headers)
-            if traced:
-                route = _route_of(request)
-                with start_span(
-                    f"{request.method} {route}",
-                    parent,
-                    {"http.request.method": request.method, "http.route": route,
-                     "url.path": request.path},
-                ) as span:
-                    response = await respond(request, handler)
-                    span.set_attribute("http.response.status_code", response.status)
-                    if response.status >= 500:
-                        span.set_status(_error_status())
+            if origin is not None and request.method == "OPTIONS":
+                response: web.StreamResponse = preflight(origin)
             else:
-                response = await respond(request, handler)
+                traced, parent = decide(headers)
+                if traced:
+                    with start_span(
+                        f"{request.method} {route}",
+                        parent,
+                        {"http.request.method": request.method, "http.route": route,
+                         "url.path": request.path},
+                    ) as span:
+                        response = await respond(request, handler)
+                        span.set_attribute("http.response.status_code", response.status)
+                        if response.status >= 500:
+                            span.set_status(_error_status())
+                else:
+                    response = await respond(request, handler)
             status = response.status
-            response.headers.update(SECURITY_HEADERS)
+            response_headers = response.headers
+            response_headers.update(SECURITY_HEADERS)
+            if origin is not None and origin == allowed_origin:
+                response_headers.update(cors_headers(origin))
             return response
         except asyncio.CancelledError:
             status = 499  # the client went away (nginx's convention); not a server error
@@ -160,8 +163,8 @@ def build_middleware(
         finally:
             active.dec()
             elapsed = perf_counter() - started
-            record(_route_of(request), request.method, status, elapsed)
-            runtime_record(elapsed, status >= 500 and status != 499)
+            record(route, request.method, status, elapsed)
+            runtime_record(elapsed, 500 <= status < 599)
 
     return observe
 

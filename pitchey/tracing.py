@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,19 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
+class _NoSpan:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
 class Tracing:
     """The tracer provider plus the cheap per-request sampling decision."""
 
@@ -71,7 +84,11 @@ class Tracing:
         elif settings.otel_exporter_otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            # OTEL_EXPORTER_OTLP_ENDPOINT is the base URL; the signal path is appended (spec).
+            endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+            self.provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+            )
         elif settings.otel_spans_file:
             self.provider.add_span_processor(
                 BatchSpanProcessor(JsonLinesSpanExporter(settings.otel_spans_file))
@@ -105,16 +122,15 @@ class Tracing:
             name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes)
         )
 
-    @contextmanager
     def span(
         self, name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any
-    ) -> Iterator[Span | None]:
-        """A child span of the current request's span, or nothing when it is not sampled."""
+    ) -> AbstractContextManager[Span | None]:
+        """A child span of the current request's span, or nothing when it is not sampled.
+
+        The unsampled case returns one shared no-op object: no generator, no span."""
         if not trace.get_current_span().is_recording():
-            yield None
-            return
-        with self.tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
-            yield span
+            return _NO_SPAN
+        return self.tracer.start_as_current_span(name, kind=kind, attributes=attributes)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -57,6 +57,8 @@ def test_seed_then_serve_on_port_zero_then_stop_on_sigterm(tmp_path: Path) -> No
         if server.poll() is None:
             server.kill()
             server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 @pytest.mark.parametrize(
