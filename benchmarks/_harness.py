@@ -111,9 +111,8 @@ def run_wrk(
 ) -> WrkResult:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make sysdeps installs it)")
-    command = pin(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url], core
-    )
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds only
+    command = pin(["wrk", f"-t{threads}", f"-c{connections}", duration, "--latency", url], core)
     cpu_before = process_cpu_seconds(server_pid) if server_pid else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     cpu_after = process_cpu_seconds(server_pid) if server_pid else 0.0
