@@ -19,7 +19,7 @@ from aiohttp.typedefs import Middleware
 
 from pitchey.errors import ApiError, StorageUnavailable, json_error
 from pitchey.metrics import ServiceMetrics
-from pitchey.ratelimit import RateLimiter
+from pitchey.ratelimit import MemoryRateLimiter, RateLimiter
 from pitchey.runtime import RuntimeStats
 from pitchey.security import (
     CORS_ALLOW_HEADERS,
@@ -92,7 +92,7 @@ def build_middleware(
     trust_forwarded_for = settings.trust_forwarded_for
     allowed_origin = settings.frontend_origin
     record = metrics.requests.observe
-    active = metrics.active_requests
+    in_flight = metrics.in_flight
     rate_limited = metrics.rate_limited
     decide = tracing.decide
     start_span = tracing.start_server_span
@@ -108,16 +108,26 @@ def build_middleware(
         response.headers["Access-Control-Max-Age"] = "86400"
         return response
 
+    # The in-process limiter answers without a coroutine; Redis needs a round trip.
+    hit_now = limiter.hit_now if isinstance(limiter, MemoryRateLimiter) else None
+
+    async def refuse_if_limited(request: web.Request) -> web.Response | None:
+        client = _client_of(request, trust_forwarded_for)
+        decision = hit_now(client) if hit_now is not None else await limiter.hit(client)
+        if decision.allowed:
+            return None
+        rate_limited.inc()
+        return json_error(
+            429, "rate_limited",
+            f"more than {limiter.limit} requests per minute from this client",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
+
     async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         if limit_enabled and request.path not in UNLIMITED_PATHS:
-            decision = await limiter.hit(_client_of(request, trust_forwarded_for))
-            if not decision.allowed:
-                rate_limited.inc()
-                return json_error(
-                    429, "rate_limited",
-                    f"more than {limiter.limit} requests per minute from this client",
-                    headers={"Retry-After": str(decision.retry_after_s)},
-                )
+            refused = await refuse_if_limited(request)
+            if refused is not None:
+                return refused
         try:
             return await handler(request)
         except asyncio.CancelledError:
@@ -128,7 +138,7 @@ def build_middleware(
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = perf_counter()
-        active.inc()
+        in_flight.count += 1
         status = 500
         route = _route_of(request)
         headers = request.headers
@@ -161,7 +171,7 @@ def build_middleware(
             status = 499  # the client went away (nginx's convention); not a server error
             raise
         finally:
-            active.dec()
+            in_flight.count -= 1
             elapsed = perf_counter() - started
             record(route, request.method, status, elapsed)
             runtime_record(elapsed, 500 <= status < 599)

@@ -42,6 +42,10 @@ class MemoryRateLimiter:
         self._counts: dict[str, int] = {}
 
     async def hit(self, client: str) -> Decision:
+        return self.hit_now(client)
+
+    def hit_now(self, client: str) -> Decision:
+        """The same decision without a coroutine: the middleware's fast path."""
         now = self._clock()
         window = int(now // self._window_s)
         if window != self._window:

@@ -69,6 +69,8 @@ async def test_metrics_label_by_route_template(service: Any) -> None:
     )
     assert count == 1
     assert 'le="0.1"' in text
+    # the scrape itself is the one request in flight while /metrics renders
+    assert "http_server_active_requests 1.0" in text
     for name in ("http_server_active_requests", "pitchey_db_pool_connections_max",
                  "pitchey_cache_lookups_total", "pitchey_rate_limited_requests_total",
                  "pitchey_build_info", "process_cpu_seconds_total"):
