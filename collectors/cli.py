@@ -1,0 +1,80 @@
+"""`pitchey report RUN_DIR --html FILE [--prometheus URL]` (standard library at import time)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register", "report_command"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of a run directory",
+        description="Write one self-contained HTML file (plotly, no network needed) with the "
+        "key charts and tables of a run: load, latency over time and by percentile, per "
+        "region/endpoint/user class, generator health, service series, events.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory")
+    parser.add_argument("--html", metavar="FILE", type=Path, default=None,
+                        help="output file (default: RUN_DIR/report.html)")
+    parser.add_argument("--prometheus", metavar="URL", default=None,
+                        help="read the service series from this Prometheus HTTP API over the "
+                        "run's time range instead of the run's own scrapes")
+    parser.add_argument("--prometheus-step", metavar="SECONDS", type=_positive_float,
+                        default=1.0, help="query_range step (default 1)")
+    parser.set_defaults(func=report_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from collectors.errors import RunDirError
+    from collectors.prometheus import PrometheusError, PrometheusSource
+    from collectors.report import write_report
+    from collectors.run import load_run
+
+    out: Path = args.html or args.run_dir / "report.html"
+    try:
+        run = load_run(args.run_dir)
+        service = None
+        source = None
+        if args.prometheus:
+            start, end = _time_range(run)
+            service = PrometheusSource(args.prometheus).service_frame(
+                start, end, args.prometheus_step
+            )
+            source = f"Prometheus at {args.prometheus} (query_range, step {args.prometheus_step} s)"
+        write_report(run, out, service=service, service_source=source)
+    except RunDirError as exc:
+        print(f"pitchey report: {exc}", file=sys.stderr)
+        return 2
+    except PrometheusError as exc:
+        print(f"pitchey report: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pitchey report: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def _time_range(run: object) -> tuple[float, float]:
+    from collectors.run import Run
+
+    assert isinstance(run, Run)
+    times = [frame["t"] for frame in (run.load, run.stats) if len(frame)]
+    if times:
+        return float(min(t.min() for t in times)), float(max(t.max() for t in times)) + 1.0
+    ended = run.ended_at or run.started_at
+    return run.started_at.timestamp(), max(ended.timestamp(), run.started_at.timestamp() + 1)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value

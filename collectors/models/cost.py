@@ -1,0 +1,204 @@
+"""Monthly cost of serving a target load, driver by driver.
+
+The request rate comes from the interactive response time law, X = N / (R + Z), for N
+concurrent users with think time Z and response time R; a month of it is multiplied by the
+per-request usage profile (collectors.models.usage) and priced with the versioned price
+table (prices.yaml). Worked check from the reference: 100,000 users, 5 s think time, 100 ms
+response -> 19,608 requests/s -> 50.8 billion requests in 30 days -> about $15,200 of Workers
+requests and, at one KV read per request, about $25,400 of KV reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from collectors.models.prices import PriceTable, default_price_table
+from collectors.models.usage import Quantity, UsageProfile
+
+__all__ = [
+    "DEFAULT_BUDGET_USD",
+    "TargetLoad",
+    "DriverCost",
+    "CostBreakdown",
+    "project_cost",
+    "group_order",
+]
+
+DEFAULT_BUDGET_USD = 5000.0  # seed 003 KPIs: cost.budget
+
+
+@dataclass(frozen=True)
+class TargetLoad:
+    """N users, each thinking Z seconds between requests answered in R seconds."""
+
+    users: float
+    think_time_s: float
+    response_time_s: float
+
+    def __post_init__(self) -> None:
+        if self.users < 0:
+            raise ValueError(f"users must not be negative, got {self.users}")
+        if self.think_time_s < 0 or self.response_time_s < 0:
+            raise ValueError("think time and response time must not be negative")
+        if self.think_time_s + self.response_time_s <= 0:
+            raise ValueError("think time + response time must be positive")
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.users / (self.response_time_s + self.think_time_s)
+
+    def requests_per_month(self, month_days: float) -> float:
+        return self.requests_per_s * 86400.0 * month_days
+
+
+@dataclass(frozen=True)
+class DriverCost:
+    """One billed driver: how much of it a month takes and what that costs."""
+
+    key: str
+    group: str
+    label: str
+    monthly_quantity: float
+    unit: str
+    cost_usd: float
+    price_key: str
+    basis: str
+    note: str
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    load: TargetLoad
+    requests_per_month: float
+    drivers: tuple[DriverCost, ...]
+    budget_usd: float
+    price_version: str
+    month_days: int
+
+    @property
+    def total_usd(self) -> float:
+        return sum(d.cost_usd for d in self.drivers)
+
+    @property
+    def within_budget(self) -> bool:
+        return self.total_usd <= self.budget_usd
+
+    @property
+    def per_million_requests(self) -> float:
+        millions = self.requests_per_month / 1e6
+        return self.total_usd / millions if millions else 0.0
+
+    @property
+    def per_user_month(self) -> float:
+        return self.total_usd / self.load.users if self.load.users else 0.0
+
+    @property
+    def per_day(self) -> float:
+        return self.total_usd / self.month_days
+
+    @property
+    def budget_days(self) -> float:
+        """Days of a month after which the budget is spent at this burn rate."""
+        return self.budget_usd / self.per_day if self.per_day else float("inf")
+
+    def driver(self, key: str) -> DriverCost:
+        for d in self.drivers:
+            if d.key == key:
+                return d
+        raise KeyError(key)
+
+    def by_group(self) -> dict[str, float]:
+        groups: dict[str, float] = {}
+        for d in self.drivers:
+            groups[d.group] = groups.get(d.group, 0.0) + d.cost_usd
+        return groups
+
+
+def _per_request_driver(
+    prices: PriceTable, key: str, group: str, label: str, quantity: Quantity,
+    requests: float, price_key: str | None = None,
+) -> DriverCost:
+    price = prices[price_key or key]
+    monthly = quantity.value * requests
+    return DriverCost(key, group, label, monthly, price.unit, price.charge(monthly),
+                      price.key, quantity.basis, quantity.note)
+
+
+def _fixed_driver(
+    prices: PriceTable, key: str, group: str, label: str, amount: float, basis: str, note: str,
+    price_key: str | None = None,
+) -> DriverCost:
+    price = prices[price_key or key]
+    return DriverCost(key, group, label, amount, price.unit, price.charge(amount), price.key,
+                      basis, note)
+
+
+def _neon_compute(
+    prices: PriceTable, usage: UsageProfile, load: TargetLoad,
+) -> DriverCost:
+    assume = usage.assumptions
+    statements_per_s = usage.db_statements.value * load.requests_per_s
+    floor_cu = assume.neon_min_cu_per_compute * assume.neon_computes
+    cu = max(floor_cu, statements_per_s / assume.neon_statements_per_cu_second)
+    hours = cu * 24.0 * prices.month_days
+    plan = "neon_compute_launch" if assume.neon_plan == "launch" else "neon_compute_scale"
+    note = (f"{statements_per_s:,.0f} statements/s at "
+            f"{assume.neon_statements_per_cu_second:g}/s per CU (assumed) -> {cu:,.1f} CU "
+            f"around the clock; floor {assume.neon_computes} computes x "
+            f"{assume.neon_min_cu_per_compute:g} CU")
+    return DriverCost("neon_compute", "Neon", f"Neon compute ({assume.neon_plan})", hours,
+                      prices[plan].unit, prices[plan].charge(hours), plan,
+                      usage.db_statements.basis, note)
+
+
+def _storage_drivers(prices: PriceTable, usage: UsageProfile) -> list[DriverCost]:
+    a = usage.assumptions
+    return [
+        _fixed_driver(prices, "kv_storage", "KV", "KV stored data", a.kv_storage_gb,
+                      "assumed", "cached objects"),
+        _fixed_driver(prices, "r2_storage", "R2", "R2 storage", a.r2_storage_gb,
+                      "assumed", "pitch media"),
+        _fixed_driver(prices, "neon_storage", "Neon", "Neon storage", a.neon_storage_gb,
+                      "assumed", "primary database; read replicas share storage"),
+    ]
+
+
+def project_cost(
+    usage: UsageProfile,
+    load: TargetLoad,
+    *,
+    prices: PriceTable | None = None,
+    budget_usd: float = DEFAULT_BUDGET_USD,
+) -> CostBreakdown:
+    """Price a month of `load` with the per-request `usage` profile."""
+    table = prices or default_price_table()
+    requests = load.requests_per_month(table.month_days)
+    per_request = [
+        ("workers_requests", "Workers", "Workers requests", usage.worker_invocations),
+        ("workers_cpu_ms", "Workers", "Workers CPU-ms", usage.cpu_ms),
+        ("kv_reads", "KV", "KV reads", usage.kv_reads),
+        ("kv_writes", "KV", "KV writes", usage.kv_writes),
+        ("r2_class_a", "R2", "R2 Class A (writes)", usage.r2_class_a),
+        ("r2_class_b", "R2", "R2 Class B (reads)", usage.r2_class_b),
+        ("do_requests", "Durable Objects", "Durable Objects requests", usage.do_requests),
+        ("do_duration", "Durable Objects", "Durable Objects duration", usage.do_gb_s),
+    ]
+    drivers: list[DriverCost] = [
+        _fixed_driver(table, "workers_base", "Workers", "Workers Paid plan", 1.0, "derived",
+                      "monthly minimum")
+    ]
+    drivers += [_per_request_driver(table, k, g, lbl, q, requests) for k, g, lbl, q in per_request]
+    drivers.append(_neon_compute(table, usage, load))
+    drivers += _storage_drivers(table, usage)
+    return CostBreakdown(load, requests, tuple(drivers), budget_usd, table.version,
+                         table.month_days)
+
+
+def group_order(drivers: Iterable[DriverCost]) -> list[str]:
+    """Groups in first-seen order (Workers, KV, R2, Durable Objects, Neon)."""
+    seen: list[str] = []
+    for d in drivers:
+        if d.group not in seen:
+            seen.append(d.group)
+    return seen

@@ -1,0 +1,82 @@
+"""Cost figures: breakdown by driver, a month's burn against the budget, seed estimates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from collectors.models.cost import CostBreakdown, group_order
+from dashboards.figures.common import (
+    AMBER,
+    BLUE,
+    GREEN,
+    GREY,
+    PURPLE,
+    RED,
+    Figure,
+    base_layout,
+    hline,
+    vline,
+)
+
+__all__ = ["breakdown_figure", "burn_figure", "seed_comparison_figure", "GROUP_COLORS"]
+
+GROUP_COLORS = {"Workers": BLUE, "KV": AMBER, "R2": GREEN, "Durable Objects": PURPLE,
+                "Neon": GREY}
+
+
+def breakdown_figure(cost: CostBreakdown) -> Figure:
+    """One bar per billed driver, largest first, coloured by product."""
+    drivers = sorted(cost.drivers, key=lambda d: d.cost_usd)
+    bar = {
+        "type": "bar", "orientation": "h", "x": [round(d.cost_usd, 2) for d in drivers],
+        "y": [d.label for d in drivers],
+        "marker": {"color": [GROUP_COLORS.get(d.group, GREY) for d in drivers]},
+        "text": [f"${d.cost_usd:,.0f}" for d in drivers], "textposition": "outside",
+        "customdata": [[d.basis, f"{d.monthly_quantity:,.0f} {d.unit}"] for d in drivers],
+        "hovertemplate": "%{y}: $%{x:,.0f}/month<br>%{customdata[1]} (%{customdata[0]})"
+                         "<extra></extra>",
+    }
+    title = (f"Monthly cost by driver at {cost.load.users:,.0f} users "
+             f"({cost.load.requests_per_s:,.0f} requests/s)")
+    layout = base_layout(height=440, title=title, uirevision="breakdown", hovermode="closest",
+                         margin={"l": 190, "r": 60, "t": 60, "b": 45},
+                         xaxis={"title": {"text": "$ per month"}}, showlegend=False)
+    return {"data": [bar], "layout": layout}
+
+
+def burn_figure(cost: CostBreakdown) -> Figure:
+    """Cumulative spend over the billing month against the budget."""
+    days = list(range(cost.month_days + 1))
+    line = {"type": "scatter", "mode": "lines", "x": days,
+            "y": [round(cost.per_day * d, 2) for d in days], "name": "projected spend",
+            "line": {"color": GREEN if cost.within_budget else RED}}
+    shapes = [hline(cost.budget_usd, color=GREY)]
+    notes = [{"text": f"budget ${cost.budget_usd:,.0f}", "x": 1, "xref": "paper",
+              "xanchor": "right", "y": cost.budget_usd, "yref": "y", "yanchor": "bottom",
+              "showarrow": False}]
+    if not cost.within_budget:
+        shapes.append(vline(cost.budget_days, color=RED))
+        notes.append({"text": f"budget spent on day {cost.budget_days:.1f}",
+                      "x": cost.budget_days, "xref": "x", "y": 1, "yref": "paper",
+                      "xanchor": "left", "showarrow": False})
+    layout = base_layout(height=300, title="Burn against the budget", uirevision="burn",
+                         xaxis={"title": {"text": "day of the month"}},
+                         yaxis={"title": {"text": "$"}, "rangemode": "tozero"},
+                         shapes=shapes, annotations=notes)
+    return {"data": [line], "layout": layout}
+
+
+def seed_comparison_figure(cost: CostBreakdown, seed: Mapping[str, float]) -> Figure:
+    """The model's monthly cost per product beside seed 003's own estimate."""
+    groups = group_order(cost.drivers)
+    model = cost.by_group()
+    data = [
+        {"type": "bar", "x": groups, "y": [round(seed.get(g, 0.0), 2) for g in groups],
+         "name": "seed 003 estimate", "marker": {"color": GREY}},
+        {"type": "bar", "x": groups, "y": [round(model.get(g, 0.0), 2) for g in groups],
+         "name": "this model (measured mix)", "marker": {"color": BLUE}},
+    ]
+    layout = base_layout(height=320, title="Why the seed's estimate is low, product by product",
+                         uirevision="seed", barmode="group", hovermode="closest",
+                         yaxis={"title": {"text": "$ per month"}, "type": "log"})
+    return {"data": data, "layout": layout}

@@ -1,0 +1,81 @@
+"""Synthetic run directories (written with collectors' real RunWriter) and a real Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.demo import DemoSpec, write_demo_run
+
+SMALL = DemoSpec(endpoints=4, step_s=10)
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two complete runs: `demo` and a slower `demo-b` an hour later."""
+    root = tmp_path_factory.mktemp("runs")
+    write_demo_run(root, SMALL)
+    write_demo_run(root, DemoSpec(endpoints=4, step_s=10, seed=3, sigma=0.004,
+                                  scenario_name="demo-b", start=SMALL.start + 3600))
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_run(runs_dir: Path) -> Path:
+    return next(p for p in runs_dir.iterdir() if p.name.endswith("-demo"))
+
+
+@pytest.fixture(scope="session")
+def sparse_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs that lack pieces: one concurrency level and no service scrape; a broken one."""
+    root = tmp_path_factory.mktemp("sparse")
+    from dashboards.demo import DemoRun
+
+    run = DemoRun(root, DemoSpec(steps=(30,), step_s=20, endpoints=3, scenario_name="flat"))
+    run.write_seconds(20)
+    path = run.finish()
+    for file in (path / "timeseries").glob("service.parquet"):
+        _empty_service(file)
+    broken = root / "20250101T000000Z-broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"format": "pitchey-run", "format_version": 1, ')
+    return root
+
+
+def _empty_service(file: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(file)
+    pq.write_table(table.slice(0, 0), file)
+
+
+def require_browser() -> None:
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not os.path.exists(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}, and CI=true requires it")
+    pytest.skip(f"{message}; skipped outside CI")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from dashboards.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+def manifest(path: Path) -> dict[str, Any]:
+    return dict(json.loads((path / "manifest.json").read_text()))
