@@ -3,6 +3,7 @@ detailed format), /metrics, /status, /config."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
 from datetime import UTC, datetime
@@ -24,14 +25,15 @@ def _now_iso() -> str:
 
 async def probe_database(app: web.Application) -> dict[str, Any]:
     """Ping the database; keeps pitchey_db_up and the pool gauges current."""
-    import asyncio
-
     database = app[keys.DATABASE]
     metrics = app[keys.METRICS]
     metrics.db_pool_in_use.set(database.pool_in_use)
     metrics.db_pool_size.set(database.pool_size)
     try:
-        latency_ms = await asyncio.wait_for(database.ping(), _DB_TIMEOUT_S)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the ping completes, and the probe task would then never stop.
+        async with asyncio.timeout(_DB_TIMEOUT_S):
+            latency_ms = await database.ping()
     except Exception as exc:  # any failure means unhealthy; the reason is reported
         metrics.db_up.set(0)
         return {"status": "unhealthy", "latency": None, "details": f"{type(exc).__name__}: {exc}"}
@@ -44,14 +46,13 @@ async def probe_database(app: web.Application) -> dict[str, Any]:
 
 
 async def probe_cache(app: web.Application) -> dict[str, Any]:
-    import asyncio
-
     cache = app[keys.CACHE]
     metrics = app[keys.METRICS]
     lookups = metrics.app_cache_lookups._value.get()  # noqa: SLF001 - read our own counter
     hits = metrics.app_cache_hits._value.get()  # noqa: SLF001
     try:
-        latency_ms = await asyncio.wait_for(cache.ping(), _DB_TIMEOUT_S)
+        async with asyncio.timeout(_DB_TIMEOUT_S):
+            latency_ms = await cache.ping()
     except Exception as exc:
         return {"status": "unhealthy", "latency": None, "kind": cache.kind,
                 "details": f"{type(exc).__name__}: {exc}"}

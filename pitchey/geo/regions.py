@@ -1,0 +1,234 @@
+"""The geo topology's configuration: regions, routing, health checks, breakers, caches,
+timeouts, priorities and the latency model, as frozen dataclasses whose defaults are
+seed 003's figures. `pitchey.geo.config_file.load_geo_config` reads them from YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "ROUTING_STRATEGIES",
+    "SEED_REGIONS",
+    "DEFAULT_BACKBONE_MS",
+    "Region",
+    "HealthConfig",
+    "BreakerConfig",
+    "CoalescingConfig",
+    "CacheConfig",
+    "TimeoutConfig",
+    "PriorityClass",
+    "PriorityConfig",
+    "LatencyConfig",
+    "SupervisorConfig",
+    "GeoConfig",
+    "default_one_way_ms",
+    "default_geo_config",
+]
+
+ROUTING_STRATEGIES = ("geo", "weighted", "least_connections")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One regional worker. `latency_ms` is seed 003's regional latency: the round trip of a
+    client to the worker of its own region. `max_in_flight` is the number of requests the edge
+    lets a region hold before it starts shedding low priorities."""
+
+    name: str
+    colos: tuple[str, ...]
+    weight: int
+    capacity: int
+    latency_ms: float
+    max_in_flight: int
+
+
+def _seed_region(name: str, colos: tuple[str, ...], weight: int, capacity: int,
+                 latency_ms: float) -> Region:
+    # The seed's capacity counts concurrent users (connections); one user keeps about one
+    # request in flight per hundred (think time >> response time), hence capacity // 100.
+    return Region(name, colos, weight, capacity, latency_ms, max(1, capacity // 100))
+
+
+# Seed 003: REGIONS (colos, weight, capacity) and "Regional Latencies".
+SEED_REGIONS: tuple[Region, ...] = (
+    _seed_region("us-east", ("IAD", "EWR", "BOS", "ATL"), 30, 30_000, 35.0),
+    _seed_region("us-west", ("LAX", "SJC", "SEA", "PDX"), 25, 25_000, 42.0),
+    _seed_region("europe", ("LHR", "CDG", "FRA", "AMS"), 25, 25_000, 48.0),
+    _seed_region("asia", ("NRT", "SIN", "HKG", "SYD"), 20, 20_000, 65.0),
+)
+
+# One-way backbone transit between two regions, on top of both regions' access latency
+# (half of each region's seed latency). An assumption, not a seed figure: roughly public
+# inter-region round trips halved, minus the access part. It is what makes us-west, not
+# us-east, the nearest region to asia.
+DEFAULT_BACKBONE_MS: Mapping[frozenset[str], float] = MappingProxyType({
+    frozenset({"us-east", "us-west"}): 15.0,
+    frozenset({"us-east", "europe"}): 20.0,
+    frozenset({"us-east", "asia"}): 50.0,
+    frozenset({"us-west", "europe"}): 35.0,
+    frozenset({"us-west", "asia"}): 25.0,
+    frozenset({"europe", "asia"}): 45.0,
+})
+# Transit assumed between two regions the table above does not know.
+UNKNOWN_BACKBONE_MS = 40.0
+
+
+def default_one_way_ms(regions: tuple[Region, ...]) -> dict[tuple[str, str], float]:
+    """The default delay matrix built from the regions' seed latencies: a client reaching its
+    own region pays half the seed latency each way (so the round trip is the seed figure);
+    reaching another region adds the backbone transit between the two."""
+    matrix: dict[tuple[str, str], float] = {}
+    for a in regions:
+        for b in regions:
+            if a.name == b.name:
+                matrix[(a.name, b.name)] = a.latency_ms / 2.0
+            else:
+                transit = DEFAULT_BACKBONE_MS.get(frozenset({a.name, b.name}), UNKNOWN_BACKBONE_MS)
+                matrix[(a.name, b.name)] = a.latency_ms / 2.0 + b.latency_ms / 2.0 + transit
+    return matrix
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Seed 003's HEALTH_CONFIG. `retries` are immediate re-attempts of a failed probe before
+    the check counts as failed (Cloudflare monitor semantics)."""
+
+    interval_s: float = 30.0
+    timeout_s: float = 5.0
+    retries: int = 3
+    endpoints: tuple[str, ...] = ("/health", "/health/db", "/health/services")
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Seed 003's THRESHOLDS. A call fails when it errors, times out, answers 5xx, or takes
+    longer than `slow_call_s` (seed 000's "response time > 2 s" warning)."""
+
+    error_threshold_pct: float = 50.0
+    volume_threshold: int = 20
+    sleep_window_s: float = 30.0
+    success_threshold: int = 5
+    rolling_window_s: float = 10.0
+    slow_call_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class CoalescingConfig:
+    """Seed 003's COALESCING_CONFIG."""
+
+    enabled: bool = True
+    window_ms: float = 100.0
+    max_batch: int = 50
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Seed 003's CACHE_LAYERS TTLs. A TTL of 0 turns that tier off. `edge_paths` are the
+    path prefixes whose anonymous GETs the edge caches; a successful write under an
+    `edge_invalidate_on` prefix clears the edge tier."""
+
+    edge_ttl_s: float = 300.0
+    application_ttl_s: float = 60.0
+    query_ttl_s: float = 30.0
+    edge_paths: tuple[str, ...] = ("/api/pitches",)
+    edge_invalidate_on: tuple[str, ...] = ("/api/pitches", "/api/info-requests")
+    edge_max_entries: int = 10_000
+    query_max_entries: int = 10_000
+
+
+@dataclass(frozen=True)
+class TimeoutConfig:
+    """Seed 003's ADAPTIVE_TIMEOUTS: multiplier x the observed percentile, bounded."""
+
+    initial_s: float = 30.0
+    min_s: float = 5.0
+    max_s: float = 60.0
+    multiplier: float = 2.0
+    percentile: float = 95.0
+    window_s: float = 60.0
+    min_samples: int = 20
+
+
+@dataclass(frozen=True)
+class PriorityClass:
+    name: str
+    priority: int
+    paths: tuple[str, ...]
+
+
+# Seed 003's RESOURCE_PRIORITIES; the path prefixes that put a request in each class.
+SEED_PRIORITIES: tuple[PriorityClass, ...] = (
+    PriorityClass("authentication", 10, ("/api/auth/",)),
+    PriorityClass("api", 8, ("/api/",)),
+    PriorityClass("websocket", 7, ("/ws",)),
+    PriorityClass("static", 5, ("/static/", "/assets/", "/favicon.ico")),
+    PriorityClass("analytics", 2, ("/api/analytics/",)),
+)
+
+
+@dataclass(frozen=True)
+class PriorityConfig:
+    """A region holding `in_flight` requests admits a class of priority p while
+    in_flight < max_in_flight * p / max priority: the lowest priority is shed first."""
+
+    classes: tuple[PriorityClass, ...] = SEED_PRIORITIES
+    default_class: str = "api"
+    retry_after_s: int = 1
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """One-way delays in milliseconds between a client's region and a worker's region."""
+
+    enabled: bool = True
+    one_way_ms: Mapping[tuple[str, str], float] = field(
+        default_factory=lambda: MappingProxyType(default_one_way_ms(SEED_REGIONS))
+    )
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """A worker that dies is restarted after `restart_delay_s` (SIGUSR1 to the supervisor
+    restarts dead workers at once)."""
+
+    restart_delay_s: float = 5.0
+    start_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class GeoConfig:
+    regions: tuple[Region, ...] = SEED_REGIONS
+    primary_region: str = "us-east"
+    default_region: str = "us-east"
+    routing: str = "geo"
+    affinity_cookie: str = "pitchey_region"
+    # A request whose connection was refused never reached the worker, so even a write is
+    # safe to send to another region. Anything that may have been sent is never retried.
+    retry_refused_writes: bool = True
+    health: HealthConfig = HealthConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    coalescing: CoalescingConfig = CoalescingConfig()
+    cache: CacheConfig = CacheConfig()
+    timeouts: TimeoutConfig = TimeoutConfig()
+    priorities: PriorityConfig = PriorityConfig()
+    latency: LatencyConfig = LatencyConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    source: str = "<defaults>"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(region.name for region in self.regions)
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+
+def default_geo_config() -> GeoConfig:
+    """Seed 003's four regions and settings."""
+    return GeoConfig()

@@ -1,0 +1,386 @@
+"""Start the geo topology as separate OS processes: one regional worker per region and the
+edge in front of them; restart what dies, stop everything on request.
+
+The supervisor binds every listening socket itself and hands each child its socket, so all
+ports are known before any child starts (port 0 works) and a restarted worker gets its old
+port back. The primary region's worker starts first, so one process applies the migrations.
+A worker that dies is restarted after `supervisor.restart_delay_s`; SIGUSR1 restarts dead
+workers at once (what `pitchey failover` uses). Children get SIGTERM if the supervisor dies.
+
+`python -m pitchey.geo.supervisor [--port N] [--regions FILE]` runs it, as does
+`pitchey serve --topology geo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pitchey.geo.generations import SharedGenerations
+from pitchey.geo.regions import GeoConfig
+from pitchey.geo.serving import listening_socket
+from pitchey.settings import Settings
+
+__all__ = ["Supervisor", "ChildProcess", "serve_geo", "settings_env", "main", "StartError"]
+
+EDGE = "edge"
+_POLL_S = 0.1
+_STOP_GRACE_S = 10.0
+
+
+class StartError(RuntimeError):
+    """A child did not come up; the message says which and why."""
+
+
+@dataclass
+class ChildProcess:
+    name: str
+    port: int
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    died_at: float | None = None
+    exit_code: int | None = None
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child needs to rebuild `settings` with Settings.from_environ."""
+    env = {
+        "PITCHEY_SQLITE_PATH": settings.sqlite_path,
+        "PITCHEY_DB_POOL_SIZE": str(settings.db_pool_size),
+        "PITCHEY_CACHE_TTL_PITCHES": str(settings.cache_ttl_pitches_s),
+        "PITCHEY_CACHE_TTL_DASHBOARD": str(settings.cache_ttl_dashboard_s),
+        "PITCHEY_SESSION_TTL": str(settings.session_ttl_s),
+        "PITCHEY_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
+        "PITCHEY_TRUST_FORWARDED_FOR": "true",
+        "PITCHEY_FRONTEND_ORIGIN": settings.frontend_origin,
+        "PITCHEY_COOKIE_SECURE": "true" if settings.cookie_secure else "false",
+        "PITCHEY_MAX_BODY_BYTES": str(settings.max_body_bytes),
+        "PITCHEY_ARGON2_TIME_COST": str(settings.argon2_time_cost),
+        "PITCHEY_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
+        "OTEL_SERVICE_NAME": settings.otel_service_name,
+        "OTEL_TRACES_SAMPLER": settings.otel_traces_sampler,
+        "OTEL_TRACES_SAMPLER_ARG": str(settings.otel_traces_sampler_arg),
+    }
+    optional = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint,
+        "PITCHEY_SPANS_FILE": settings.otel_spans_file,
+    }
+    env.update({name: value for name, value in optional.items() if value})
+    return env
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the supervisor goes away (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: GeoConfig,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8001,
+        regions_file: str | None = None,
+        python: str = sys.executable,
+        output: IO[bytes] | int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.regions_file = str(Path(regions_file).resolve()) if regions_file else None
+        self._python = python
+        self._output = output
+        self._extra_env = dict(extra_env or {})
+        self._clock = clock
+        self._log = log or (lambda line: print(f"pitchey supervisor: {line}", flush=True))
+        self._workdir = Path(tempfile.mkdtemp(prefix="pitchey-geo-"))
+        self.generations_file = self._workdir / "generations"
+        self.children: dict[str, ChildProcess] = {}
+        self.stopping = False
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.children[EDGE].port}"
+
+    def region_url(self, region: str) -> str:
+        return f"http://127.0.0.1:{self.children[region].port}"
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: child.pid if child.alive else None for name, child in self.children.items()}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers (primary first) and the edge; wait until each answers."""
+        SharedGenerations.create(self.generations_file).close()
+        deadline = self._clock() + self.config.supervisor.start_timeout_s
+        ordered = sorted(self.config.names, key=lambda n: n != self.config.primary_region)
+        try:
+            for index, region in enumerate(ordered):
+                child = ChildProcess(region, 0, self._worker_argv(region))
+                self.children[region] = child
+                self._spawn(child, listen_host="127.0.0.1")
+                if index == 0:  # the primary migrates; the others find the schema ready
+                    self._wait_ready(child, "/health", deadline)
+            for region in ordered[1:]:
+                self._wait_ready(self.children[region], "/health", deadline)
+            edge = ChildProcess(EDGE, self.port, [])
+            self.children[EDGE] = edge
+            edge.argv = self._edge_argv()
+            self._spawn(edge, listen_host=self.host)
+            self._wait_ready(edge, "/status", deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _worker_argv(self, region: str) -> list[str]:
+        argv = [self._python, "-m", "pitchey.geo.worker", "--region", region,
+                "--generations", str(self.generations_file)]
+        return argv + (["--regions", self.regions_file] if self.regions_file else [])
+
+    def _edge_argv(self) -> list[str]:
+        argv = [self._python, "-m", "pitchey.geo.edge", "--generations",
+                str(self.generations_file)]
+        for region in self.config.names:
+            argv += ["--upstream", f"{region}={self.region_url(region)}"]
+        return argv + (["--regions", self.regions_file] if self.regions_file else [])
+
+    def _env(self, child: ChildProcess) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(settings_env(self.settings))
+        env.update(self._extra_env)
+        env["PITCHEY_SUPERVISOR_PID"] = str(os.getpid())
+        if child.name != EDGE:
+            env["PITCHEY_REGION"] = child.name
+        return env
+
+    def _spawn(self, child: ChildProcess, *, listen_host: str) -> None:
+        sock = listening_socket(listen_host, child.port)
+        try:
+            child.port = sock.getsockname()[1]
+            child.process = subprocess.Popen(
+                [*child.argv, "--fd", str(sock.fileno())],
+                pass_fds=(sock.fileno(),), env=self._env(child),
+                stdout=self._output, stderr=self._output, preexec_fn=_die_with_parent,
+            )
+        finally:
+            sock.close()  # the child has its own copy; a dead child must refuse connections
+        child.died_at = None
+        child.exit_code = None
+        child.history.append((time.time(), f"started pid {child.process.pid}"))
+
+    def _wait_ready(self, child: ChildProcess, path: str, deadline: float) -> None:
+        url = (self.edge_url if child.name == EDGE else self.region_url(child.name)) + path
+        while True:
+            if not child.alive:
+                code = child.process.returncode if child.process else None
+                raise StartError(f"{child.name} exited with code {code} while starting")
+            if _answers(url):
+                return
+            if self._clock() > deadline:
+                raise StartError(f"{child.name} did not answer {url} within "
+                                 f"{self.config.supervisor.start_timeout_s:g} s")
+            time.sleep(_POLL_S)
+
+    def poll(self) -> None:
+        """Notice dead children and restart those whose delay has passed."""
+        if self.stopping:
+            return
+        now = self._clock()
+        for child in self.children.values():
+            if child.process is None or child.alive:
+                continue
+            if child.died_at is None:
+                child.died_at = now
+                child.exit_code = child.process.returncode
+                child.history.append((time.time(), f"exited with code {child.exit_code}"))
+                self._log(f"{child.name} (pid {child.pid}) exited with code {child.exit_code}; "
+                          f"restarting in {self.config.supervisor.restart_delay_s:g} s")
+            if now - child.died_at >= self.config.supervisor.restart_delay_s:
+                self.restart(child.name)
+
+    def restart_dead(self) -> list[str]:
+        """Restart every dead child now (SIGUSR1)."""
+        restarted = []
+        for child in self.children.values():
+            if child.process is not None and not child.alive and not self.stopping:
+                self.restart(child.name)
+                restarted.append(child.name)
+        return restarted
+
+    def restart(self, name: str) -> None:
+        child = self.children[name]
+        if child.alive:
+            self.kill(name, signal.SIGTERM)
+            _wait(child.process, _STOP_GRACE_S)
+        try:
+            self._spawn(child, listen_host=self.host if name == EDGE else "127.0.0.1")
+        except OSError as exc:  # the port is still held; poll() tries again
+            self._log(f"cannot restart {name} on port {child.port} yet: {exc}")
+            child.died_at = self._clock()
+            return
+        child.restarts += 1
+        self._log(f"{name} restarted (pid {child.pid})")
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> int | None:
+        """Send `signum` to one child; returns the pid it went to."""
+        child = self.children[name]
+        if not child.alive:
+            return None
+        assert child.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.process.pid, signum)
+        return child.process.pid
+
+    def stop(self) -> None:
+        """SIGTERM every child (edge first), SIGKILL any still running after the grace."""
+        self.stopping = True
+        order = [EDGE, *[n for n in self.children if n != EDGE]]
+        for name in order:
+            if name in self.children:
+                self.kill(name, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for child in self.children.values():
+            if child.process is not None and not _wait(child.process,
+                                                       deadline - time.monotonic()):
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                child.process.wait()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def describe(self) -> list[str]:
+        lines = [f"edge    {self.edge_url}  (pid {self.children[EDGE].pid}, routing "
+                 f"{self.config.routing}, latency model "
+                 f"{'on' if self.config.latency.enabled else 'off'})"]
+        for region in self.config.names:
+            child = self.children[region]
+            primary = "  primary" if region == self.config.primary_region else ""
+            lines.append(f"{region:<8}{self.region_url(region)}  (pid {child.pid}){primary}")
+        return lines
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - loopback
+            return bool(response.status < 500)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _wait(process: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
+    if process is None:
+        return True
+    try:
+        process.wait(timeout=max(0.0, timeout_s))
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int:
+    """`pitchey serve --topology geo`: run the topology until Ctrl-C or SIGTERM."""
+    from pitchey.geo.config_file import GeoConfigError, load_geo_config
+
+    try:
+        config = load_geo_config(regions_file)
+    except GeoConfigError as exc:
+        print(f"pitchey: {exc}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(config, settings, host=settings.host, port=port,
+                            regions_file=regions_file)
+    stop_requested: list[int] = []
+    restart_requested: list[int] = []
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, lambda s, f: stop_requested.append(s)),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda s, f: stop_requested.append(s)),
+        signal.SIGUSR1: signal.signal(signal.SIGUSR1, lambda s, f: restart_requested.append(s)),
+    }
+    try:
+        try:
+            supervisor.start()
+        except (StartError, OSError) as exc:
+            print(f"pitchey: the geo topology did not start: {exc}", file=sys.stderr)
+            return 1
+        print("pitchey: geo topology up (Ctrl-C stops every process)", flush=True)
+        for line in supervisor.describe():
+            print(f"  {line}", flush=True)
+        print(f"pitchey: listening on {supervisor.edge_url} (edge)", flush=True)
+        while not stop_requested:
+            if restart_requested:
+                restart_requested.clear()
+                supervisor.restart_dead()
+            supervisor.poll()
+            time.sleep(_POLL_S)
+        return 0
+    finally:
+        supervisor.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pitchey.geo.supervisor",
+                                     description="Run the geo topology: edge + regional workers.")
+    parser.add_argument("--host", default=None, help="edge address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="edge port (default 8001)")
+    parser.add_argument("--regions", default=None, metavar="FILE", help="regions YAML")
+    args = parser.parse_args(argv)
+    from pitchey.settings import SettingsError
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    try:
+        settings = Settings.from_environ(os.environ, **overrides)
+    except SettingsError as exc:
+        print(f"pitchey: {exc}", file=sys.stderr)
+        return 2
+    return serve_geo(settings, port=settings.port, regions_file=args.regions)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
