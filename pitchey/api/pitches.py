@@ -1,0 +1,165 @@
+"""GET/POST /api/pitches, GET/PUT/DELETE /api/pitches/{id}.
+
+Reads are served from cached JSON bytes (namespace "pitches", seed 000's 10 min TTL); every
+write bumps the namespace, so the next read anywhere reloads. Protected fields (synopsis,
+budget_details, script_url) appear only for the pitch's creator and for users whose NDA
+request on it was approved; everyone else gets the public body. Who may see what is itself
+cached per user (namespace "access:<user id>"), bumped when that set changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from pitchey.api.common import SERVICES, Services, dumps, iso, json_body, json_response
+from pitchey.auth import User, current_session, require_user
+from pitchey.errors import ApiError
+from pitchey.storage import Row
+from pitchey.storage import pitches as store
+from pitchey.validation import parse_id, read_json, validate_pitch
+
+__all__ = ["PROTECTED_FIELDS", "add_pitch_routes", "full_pitch", "pitch_summary"]
+
+PROTECTED_FIELDS = ("synopsis", "budget_details", "script_url")
+
+
+def pitch_summary(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "logline": row["logline"],
+        "genre": row["genre"],
+        "budget_range": row["budget_range"],
+        "status": row["status"],
+        "creator": {"id": row["creator_id"], "name": row["creator_name"]},
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def public_pitch(row: Row) -> dict[str, Any]:
+    return {**pitch_summary(row), "access": "public", "protected_fields": list(PROTECTED_FIELDS)}
+
+
+def full_pitch(row: Row, access: str) -> dict[str, Any]:
+    body = {**pitch_summary(row), "access": access}
+    for field in PROTECTED_FIELDS:
+        body[field] = row[field]
+    return body
+
+
+async def access_map(services: Services, user: User) -> dict[str, str]:
+    """pitch id (as text) -> 'owner' | 'nda' for every pitch this user may read in full."""
+
+    async def load() -> bytes:
+        owned = await store.owned_ids(services.db, user.id)
+        granted = await store.accessible_ids(services.db, user.id)
+        mapping = {str(pitch_id): "nda" for pitch_id in granted}
+        mapping.update({str(pitch_id): "owner" for pitch_id in owned})
+        return dumps(mapping)
+
+    blob = await services.cached(
+        f"access:{user.id}", "pitches", services.settings.cache_ttl_pitches_s, load
+    )
+    result: dict[str, str] = json.loads(blob)
+    return result
+
+
+async def list_pitches(request: web.Request) -> web.StreamResponse:
+    """Published (or archived) pitches, newest first, paginated and filtered."""
+    services = request.app[SERVICES]
+    query = services.list_query(request)
+
+    async def load() -> bytes:
+        rows, total = await store.list_public(services.db, query)
+        per_page = query.page.per_page
+        return dumps({
+            "items": [pitch_summary(row) for row in rows],
+            "page": query.page.page,
+            "per_page": per_page,
+            "total": total,
+            "pages": math.ceil(total / per_page),
+        })
+
+    body = await services.cached(
+        "pitches", query.cache_key, services.settings.cache_ttl_pitches_s, load
+    )
+    return json_body(body)
+
+
+async def get_pitch(request: web.Request) -> web.StreamResponse:
+    """One pitch: public fields for everyone, protected ones for the owner and NDA holders."""
+    services = request.app[SERVICES]
+    pitch_id = parse_id(request.match_info["id"], "pitch")
+    ttl = services.settings.cache_ttl_pitches_s
+    session = await current_session(request)
+    access = (await access_map(services, session.user)).get(str(pitch_id)) if session else None
+
+    async def load() -> bytes:
+        row = await store.get(services.db, pitch_id)
+        if row is None or (access is None and row["status"] == "draft"):
+            raise ApiError(404, "not_found", "no such pitch")
+        return dumps(full_pitch(row, access) if access else public_pitch(row))
+
+    key = f"full:{pitch_id}:{access}" if access else f"detail:{pitch_id}"
+    return json_body(await services.cached("pitches", key, ttl, load))
+
+
+async def create_pitch(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    user = await require_user(request, "creator")
+    values = validate_pitch(await read_json(request))
+    async with services.db.transaction() as tx:
+        pitch_id = await store.insert(tx, user.id, values, services.clock())
+        row = await store.get(tx, pitch_id)
+    assert row is not None
+    await services.invalidate("pitches", f"dashboard:{user.id}", f"access:{user.id}")
+    return json_response(
+        full_pitch(row, "owner"), status=201, headers={"Location": f"/api/pitches/{pitch_id}"}
+    )
+
+
+def _check_owner(meta: Row | None, user: User) -> None:
+    """404 for a missing pitch (or someone else's draft, which others cannot see);
+    403 for someone else's visible pitch."""
+    if meta is None or (meta["creator_id"] != user.id and meta["status"] == "draft"):
+        raise ApiError(404, "not_found", "no such pitch")
+    if meta["creator_id"] != user.id:
+        raise ApiError(403, "not_owner", "only the pitch's creator may change it")
+
+
+async def update_pitch(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    user = await require_user(request, None)
+    pitch_id = parse_id(request.match_info["id"], "pitch")
+    values = validate_pitch(await read_json(request), partial=True)
+    async with services.db.transaction() as tx:
+        _check_owner(await store.owner_of(tx, pitch_id), user)
+        await store.update(tx, pitch_id, values, services.clock())
+        row = await store.get(tx, pitch_id)
+    assert row is not None
+    await services.invalidate("pitches", f"dashboard:{user.id}")
+    return json_response(full_pitch(row, "owner"))
+
+
+async def delete_pitch(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    user = await require_user(request, None)
+    pitch_id = parse_id(request.match_info["id"], "pitch")
+    async with services.db.transaction() as tx:
+        _check_owner(await store.owner_of(tx, pitch_id), user)
+        await store.delete(tx, pitch_id)
+    await services.invalidate("pitches", f"dashboard:{user.id}", f"access:{user.id}")
+    return web.Response(status=204)
+
+
+def add_pitch_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/pitches", list_pitches, name="pitches_list")
+    router.add_post("/api/pitches", create_pitch, name="pitches_create")
+    router.add_get(r"/api/pitches/{id:\d+}", get_pitch, name="pitches_get")
+    router.add_put(r"/api/pitches/{id:\d+}", update_pitch, name="pitches_update")
+    router.add_delete(r"/api/pitches/{id:\d+}", delete_pitch, name="pitches_delete")
