@@ -49,9 +49,12 @@ lint: $(STAMP)
 
 check: lint test
 
+# The main job: the baseline geo scenario against the embedded platform (it seeds demo data
+# and starts the platform itself), then the dashboard on the runs it wrote.
 run: $(STAMP)
-	$(BIN)/pitchey seed
-	$(BIN)/pitchey serve
+	$(BIN)/pitchey run baseline --out runs
+	@echo "opening the dashboard on runs/ at http://127.0.0.1:8050 (Ctrl-C to stop)"
+	$(BIN)/pitchey dashboard --runs runs
 
 serve: $(STAMP)
 	$(BIN)/pitchey serve

@@ -1,7 +1,10 @@
 """The control for bench_service: a bare aiohttp handler returning fixed bytes.
 
 Same process layout as `pitchey serve` (one process, one AppRunner, no access log); it serves
-exactly the body and content type the instrumented service returned for the same URL.
+exactly the bytes the instrumented service returned for the same URL: the body and every
+response header aiohttp does not write itself (so the seed's security headers too). What the
+benchmark then compares is the cost of everything else: routing, the handler's cache lookup,
+metrics, tracing, rate limiting.
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ import urllib.request
 
 from aiohttp import web
 
+# aiohttp writes these itself on every response
+_OWN_HEADERS = {"date", "server", "content-length", "connection", "keep-alive"}
 
-def fetch(url: str) -> tuple[bytes, str]:
+
+def fetch(url: str) -> tuple[bytes, dict[str, str]]:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
-        return response.read(), response.headers.get("Content-Type", "application/json")
+        headers = {name: value for name, value in response.headers.items()
+                   if name.lower() not in _OWN_HEADERS}
+        return response.read(), headers
 
 
-async def serve(body: bytes, content_type: str, path: str) -> None:
+async def serve(body: bytes, headers: dict[str, str], path: str) -> None:
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return web.Response(body=body, headers=headers)
 
     app = web.Application()
     app.router.add_get(path, handler)
@@ -44,8 +52,8 @@ def main() -> None:
     parser.add_argument("--copy-from", required=True, help="URL whose response to serve")
     parser.add_argument("--path", required=True)
     args = parser.parse_args()
-    body, content_type = fetch(args.copy_from)
-    asyncio.run(serve(body, content_type, args.path))
+    body, headers = fetch(args.copy_from)
+    asyncio.run(serve(body, headers, args.path))
 
 
 if __name__ == "__main__":

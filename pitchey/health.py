@@ -48,8 +48,8 @@ async def probe_database(app: web.Application) -> dict[str, Any]:
 async def probe_cache(app: web.Application) -> dict[str, Any]:
     cache = app[keys.CACHE]
     metrics = app[keys.METRICS]
-    lookups = metrics.app_cache_lookups._value.get()  # noqa: SLF001 - read our own counter
-    hits = metrics.app_cache_hits._value.get()  # noqa: SLF001
+    lookups = metrics.app_cache_lookups.value
+    hits = metrics.app_cache_hits.value
     try:
         async with asyncio.timeout(_DB_TIMEOUT_S):
             latency_ms = await cache.ping()

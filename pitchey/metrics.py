@@ -3,19 +3,35 @@
 Names follow the OpenTelemetry semantic conventions where one exists
 (`http.server.request.duration` in seconds, with the recommended buckets, which put a
 boundary at 0.1 s for the 100 ms SLO). Labels are bounded: the route template, never the path.
+
+The per-request series (request histogram, in-flight count, cache lookups) are custom
+collectors over plain integers rather than prometheus_client's Histogram/Counter: those take a
+lock per observation (and `labels()` a lock plus tuple building per call), while an aiohttp
+service mutates them from its one event-loop thread only. Cumulative buckets are assembled at
+scrape time, which is rare; observing stays a dictionary lookup, a bisect and two additions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import bisect
+import itertools
+from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-__all__ = ["DURATION_BUCKETS", "InFlight", "ServiceMetrics", "RequestRecorder"]
+__all__ = [
+    "DURATION_BUCKETS",
+    "InFlight",
+    "LabelledCounter",
+    "RequestHistogram",
+    "ServiceMetrics",
+]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+_REQUEST_LABELS = ["http_route", "http_request_method", "http_response_status_code"]
 
 
 class InFlight:
@@ -30,44 +46,96 @@ class InFlight:
         return float(self.count)
 
 
-@dataclass
-class RequestRecorder:
-    """Cached label children per (route, method, status): `labels()` is the slow part of
-    prometheus_client (a dict lookup under a lock plus tuple building), so the hot path
-    resolves each child once and then only calls `observe()`."""
+class RequestHistogram(Collector):
+    """`http_server_request_duration_seconds{http_route, http_request_method,
+    http_response_status_code}` with per-bucket integer counts, no lock per observation."""
 
-    histogram: Histogram
-    _children: dict[tuple[str, str, int], MetricWrapperBase] = field(default_factory=dict)
+    def __init__(
+        self,
+        buckets: Sequence[float] = DURATION_BUCKETS,
+        name: str = "http_server_request_duration_seconds",
+        documentation: str = "Duration of HTTP server requests.",
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = [float(bound) for bound in buckets]
+        self._labels = [
+            floatToGoString(bound)  # type: ignore[no-untyped-call]
+            for bound in self._bounds
+        ] + ["+Inf"]
+        self._series: dict[tuple[str, str, int], list[int]] = {}
+        self._sums: dict[tuple[str, str, int], float] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        child = self._children.get(key)
+        counts = self._series.get(key)
+        if counts is None:
+            counts = self._series[key] = [0] * (len(self._bounds) + 1)
+            self._sums[key] = 0.0
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le)
+        counts[bisect.bisect_left(self._bounds, seconds)] += 1
+        self._sums[key] += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=_REQUEST_LABELS)
+        for key, counts in sorted(self._series.items()):
+            route, method, status = key
+            cumulative = itertools.accumulate(counts)
+            family.add_metric(
+                [route, method, str(status)],
+                [(label, float(total)) for label, total in zip(self._labels, cumulative,
+                                                                strict=True)],
+                sum_value=self._sums[key],
+            )
+        yield family
+
+
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class LabelledCounter(Collector):
+    """A counter with one label whose children are plain floats (event-loop thread only)."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._children: dict[str, _CounterChild] = {}
+
+    def labels(self, value: str) -> _CounterChild:
+        child = self._children.get(value)
         if child is None:
-            child = self.histogram.labels(route, method, str(status))
-            self._children[key] = child
-        child.observe(seconds)  # type: ignore[attr-defined]
+            child = self._children[value] = _CounterChild()
+        return child
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, child in sorted(self._children.items()):
+            family.add_metric([value], child.value)
+        yield family
 
 
 class ServiceMetrics:
     """Every series the service exports. One instance per app, on an injected registry."""
 
     def __init__(self, registry: CollectorRegistry, *, process: bool = True) -> None:
+        from prometheus_client.process_collector import ProcessCollector
+
         self.registry = registry
-        self.request_duration = Histogram(
-            "http_server_request_duration_seconds",
-            "Duration of HTTP server requests.",
-            ["http_route", "http_request_method", "http_response_status_code"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.requests = RequestRecorder(self.request_duration)
+        self.requests = RequestHistogram()
+        registry.register(self.requests)
         self.active_requests = Gauge(
             "http_server_active_requests",
             "Number of active HTTP server requests.",
             registry=registry,
         )
-        # A plain integer the hot path adjusts without taking the gauge's lock (one event
-        # loop thread writes it); the gauge reads it at scrape time.
         self.in_flight = InFlight()
         self.active_requests.set_function(self.in_flight.value)
         self.db_pool_in_use = Gauge(
@@ -97,18 +165,12 @@ class ServiceMetrics:
             ["operation"],
             registry=registry,
         )
-        self.cache_lookups = Counter(
-            "pitchey_cache_lookups",
-            "Cache lookups.",
-            ["cache"],
-            registry=registry,
+        self.cache_lookups = LabelledCounter("pitchey_cache_lookups", "Cache lookups.", "cache")
+        self.cache_hits = LabelledCounter(
+            "pitchey_cache_hits", "Cache lookups that found a fresh entry.", "cache"
         )
-        self.cache_hits = Counter(
-            "pitchey_cache_hits",
-            "Cache lookups that found a fresh entry.",
-            ["cache"],
-            registry=registry,
-        )
+        registry.register(self.cache_lookups)
+        registry.register(self.cache_hits)
         self.rate_limited = Counter(
             "pitchey_rate_limited_requests",
             "Requests refused with 429 by the per-client rate limit.",

@@ -111,23 +111,30 @@ def build_middleware(
     # The in-process limiter answers without a coroutine; Redis needs a round trip.
     hit_now = limiter.hit_now if isinstance(limiter, MemoryRateLimiter) else None
 
-    async def refuse_if_limited(request: web.Request) -> web.Response | None:
-        client = _client_of(request, trust_forwarded_for)
-        decision = hit_now(client) if hit_now is not None else await limiter.hit(client)
-        if decision.allowed:
-            return None
+    def refusal(retry_after_s: int) -> web.Response:
         rate_limited.inc()
         return json_error(
             429, "rate_limited",
             f"more than {limiter.limit} requests per minute from this client",
-            headers={"Retry-After": str(decision.retry_after_s)},
+            headers={"Retry-After": str(retry_after_s)},
         )
 
-    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if limit_enabled and request.path not in UNLIMITED_PATHS:
-            refused = await refuse_if_limited(request)
-            if refused is not None:
-                return refused
+    async def traced_call(
+        request: web.Request, handler: Handler, route: str, parent: object
+    ) -> web.StreamResponse:
+        with start_span(
+            f"{request.method} {route}",
+            parent,  # type: ignore[arg-type]
+            {"http.request.method": request.method, "http.route": route,
+             "url.path": request.path},
+        ) as span:
+            response = await call(request, handler)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(_error_status())
+        return response
+
+    async def call(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except asyncio.CancelledError:
@@ -137,6 +144,7 @@ def build_middleware(
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # One coroutine frame on the common path: the handler is awaited right here.
         started = perf_counter()
         in_flight.count += 1
         status = 500
@@ -144,23 +152,25 @@ def build_middleware(
         headers = request.headers
         origin = headers.get("Origin")
         try:
+            response: web.StreamResponse | None = None
             if origin is not None and request.method == "OPTIONS":
-                response: web.StreamResponse = preflight(origin)
-            else:
+                response = preflight(origin)
+            elif limit_enabled and request.path not in UNLIMITED_PATHS:
+                client = _client_of(request, trust_forwarded_for)
+                decision = hit_now(client) if hit_now is not None else await limiter.hit(client)
+                if not decision.allowed:
+                    response = refusal(decision.retry_after_s)
+            if response is None:
                 traced, parent = decide(headers)
                 if traced:
-                    with start_span(
-                        f"{request.method} {route}",
-                        parent,
-                        {"http.request.method": request.method, "http.route": route,
-                         "url.path": request.path},
-                    ) as span:
-                        response = await respond(request, handler)
-                        span.set_attribute("http.response.status_code", response.status)
-                        if response.status >= 500:
-                            span.set_status(_error_status())
+                    response = await traced_call(request, handler, route, parent)
                 else:
-                    response = await respond(request, handler)
+                    try:
+                        response = await handler(request)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # rendered as JSON, never a traceback
+                        response = _render_exception(exc)
             status = response.status
             response_headers = response.headers
             response_headers.update(SECURITY_HEADERS)

@@ -6,8 +6,6 @@ by a custom collector, so the request path never touches them.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import os
 import platform
@@ -16,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -24,7 +22,7 @@ from pitchey.geo.breaker import BreakerState
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.routing import Health
 from pitchey.geo.upstream import RegionRuntime
-from pitchey.metrics import DURATION_BUCKETS
+from pitchey.metrics import DURATION_BUCKETS, RequestHistogram
 
 __all__ = ["EdgeMetrics", "RegionCollector", "RequestHistogram", "status_document"]
 
@@ -86,40 +84,6 @@ class RegionCollector(Collector):
             families["extra"].add_metric([name], float(self._latency_extra(name)))
         yield from families.values()
         yield upstream
-
-
-class RequestHistogram(Collector):
-    """http_server_request_duration_seconds without a lock per observation: the edge is one
-    event loop, so plain integer counters per bucket suffice, and the cumulative buckets are
-    built at scrape time. Same name, labels and buckets as the service's histogram."""
-
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self._bounds = list(buckets)
-        self._labels = [_bucket_label(b) for b in buckets] + ["+Inf"]
-        self._series: dict[tuple[str, str, int], list[Any]] = {}
-
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        series = self._series.get((route, method, status))
-        if series is None:
-            series = self._series[(route, method, status)] = [[0] * (len(self._bounds) + 1),
-                                                              0.0]
-        series[0][bisect.bisect_left(self._bounds, seconds)] += 1
-        series[1] += seconds
-
-    def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(
-            "http_server_request_duration_seconds", "Duration of HTTP server requests.",
-            labels=["http_route", "http_request_method", "http_response_status_code"])
-        for (route, method, status), (counts, total) in sorted(self._series.items()):
-            cumulative = list(itertools.accumulate(counts))
-            family.add_metric([route, method, str(status)],
-                              list(zip(self._labels, map(float, cumulative), strict=True)),
-                              sum_value=total)
-        yield family
-
-
-def _bucket_label(bound: float) -> str:
-    return repr(float(bound))
 
 
 class EdgeMetrics:

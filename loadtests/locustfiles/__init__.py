@@ -1,0 +1,1 @@
+"""Locustfiles (entry points Locust loads by path). Each imports locust first."""
