@@ -10,7 +10,7 @@ its tables come from the flushed part files and `Run.complete` is False.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +43,7 @@ __all__ = ["DEFAULT_QUANTILES", "Run", "load_run", "quantile_label"]
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 _STATUSES = ("running", "complete", "aborted")
+_PRELOADABLE = (*TABLES, "events")
 
 
 def quantile_label(q: float) -> str:
@@ -73,12 +74,18 @@ class Run:
     def __init__(
         self, path: Path, manifest: dict[str, Any], summary: dict[str, Any] | None,
         table_files: dict[str, list[Path]], histograms: HistogramStore,
+        *, preloaded: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.summary = summary
         self._table_files = table_files
         self._histograms = histograms
+        # Tables and events already read elsewhere (collectors.live), used instead of the files.
+        for name, value in (preloaded or {}).items():
+            if name not in _PRELOADABLE:
+                raise ValueError(f"cannot preload {name!r}; one of {_PRELOADABLE}")
+            self.__dict__[name] = value
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r})"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.errors import RunDirError
+from collectors.live import LiveRunReader
 from collectors.run import load_run
 from dashboards.data import (
     RunCache,
@@ -79,6 +80,7 @@ class RunCatalog:
         self._locks: dict[str, threading.Lock] = {}
         self._apply_locks: dict[str, threading.Lock] = {}
         self._refreshers: dict[str, _Refresher] = {}
+        self._readers: dict[str, LiveRunReader] = {}  # runs being written: read incrementally
         self.idle_stop_s = 30.0
         self._guard = threading.Lock()
 
@@ -174,13 +176,25 @@ class RunCatalog:
         """Re-read the run and apply what it added; True once the run has finished."""
         with self._lock(view.run_id):  # one refresh of a run at a time
             try:
-                extension = compute_extension(view, load_run(view.path), tables=tables)
+                reader = self._reader(view.run_id, Path(view.path))
+                reader.refresh()  # only what was appended since the last refresh
+                extension = compute_extension(view, reader.run, tables=tables)
             except RunDirError as exc:
                 raise ViewError(str(exc)) from None
             with self._apply_lock(view.run_id):
                 apply_extension(view, extension)
             self._remember(view)
+            if not view.live:
+                with self._guard:
+                    self._readers.pop(view.run_id, None)
             return not view.live
+
+    def _reader(self, run_id: str, path: Path) -> LiveRunReader:
+        with self._guard:
+            reader = self._readers.get(run_id)
+            if reader is None or reader.path != path:
+                reader = self._readers[run_id] = LiveRunReader(path)
+            return reader
 
     def _build(self, info: RunInfo) -> RunView:
         signature = run_signature(info.path) if info.status != "running" else ""
@@ -190,7 +204,13 @@ class RunCatalog:
                 self._remember(hit)
                 return hit
         try:
-            view = build_view(load_run(info.path))
+            if info.status == "running":
+                reader = self._reader(info.run_id, info.path)
+                reader.refresh()
+                run = reader.run
+            else:
+                run = load_run(info.path)
+            view = build_view(run)
         except RunDirError as exc:
             raise ViewError(str(exc)) from None
         view.signature = signature

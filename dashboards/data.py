@@ -262,8 +262,12 @@ def _build_bins(run: Run, regions: list[str], t0: float, bin_s: float | None,
 def _endpoint_rows(run: Run, regions: list[str], classes: list[str]) -> list[EndpointRow]:
     by_key = run.histograms_by_key()
     stats = run.stats
-    counts = (stats.groupby(["region", "user_class", "endpoint"], observed=True)[
-        ["requests", "failures"]].sum() if len(stats) else None)
+    counts: dict[tuple[str, str, str], tuple[int, int]] | None = None
+    if len(stats):  # a plain dict: hundreds of pandas slices per refresh cost most of a second
+        sums = stats.groupby(["region", "user_class", "endpoint"], observed=True)[
+            ["requests", "failures"]].sum()
+        counts = {(str(r), str(u), str(e)): (int(q), int(f)) for (r, u, e), q, f in zip(
+            sums.index, sums["requests"], sums["failures"], strict=True)}
     rows: list[EndpointRow] = []
     endpoints = sorted({key[1] for key in by_key})
     for region in [ALL, *regions]:
@@ -273,7 +277,8 @@ def _endpoint_rows(run: Run, regions: list[str], classes: list[str]) -> list[End
 
 
 def _endpoint_group(
-    by_key: Mapping[tuple[str, str, str, str], Histogram], counts: pd.DataFrame | None,
+    by_key: Mapping[tuple[str, str, str, str], Histogram],
+    counts: Mapping[tuple[str, str, str], tuple[int, int]] | None,
     region: str, user_class: str, endpoints: Iterable[str],
 ) -> list[EndpointRow]:
     rows = []
@@ -283,12 +288,9 @@ def _endpoint_group(
         hist = Histogram.merge(hists)
         requests, failures = hist.total, 0
         if counts is not None:
-            sel = counts.xs(endpoint, level="endpoint", drop_level=False)
-            if region != ALL:
-                sel = sel[sel.index.get_level_values("region") == region]
-            if user_class != ALL:
-                sel = sel[sel.index.get_level_values("user_class") == user_class]
-            requests, failures = int(sel["requests"].sum()), int(sel["failures"].sum())
+            chosen = [v for (r, u, e), v in counts.items() if e == endpoint
+                      and region in (ALL, r) and user_class in (ALL, u)]
+            requests, failures = sum(v[0] for v in chosen), sum(v[1] for v in chosen)
         if requests == 0 and hist.total == 0:
             continue
         rows.append(EndpointRow(region, user_class, endpoint, requests, failures,

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
         "runs/<UTC time>-<scenario>/. Ctrl-C ends the run cleanly.",
         epilog="exit codes: 0 valid run, 1 could not run, 3 run invalid (load generator "
         "saturated, target unreachable), 4 bad scenario or flag, 130 interrupted; with --gate, "
-        "the gate's code (see pitchey gate --help)",
+        "the gate's code (see pitchey gate --help), and 3 when the run could not start",
     )
     parser.add_argument("scenario", metavar="SCENARIO",
                         help="a scenario file, or the name of one in scenarios/ (e.g. smoke)")
@@ -133,7 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     except RunFailed as exc:
         print(f"pitchey run: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # Under --gate a CI system reads 1 as "threshold breached"; nothing was measured, so
+        # it is the gate's "run invalid" (3) instead.
+        return EXIT_INVALID if args.gate else EXIT_FAILED
     except KeyboardInterrupt:
         print("pitchey run: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -44,6 +44,7 @@ UNLIMITED_PATHS = frozenset(
      "/config", "/openapi.json"}
 )
 _SERVER_ERROR = "internal_error"
+_SECURITY_MARKER = "Content-Security-Policy"
 
 
 def _route_of(request: web.Request) -> str:
@@ -173,7 +174,8 @@ def build_middleware(
                         response = _render_exception(exc)
             status = response.status
             response_headers = response.headers
-            response_headers.update(SECURITY_HEADERS)
+            if _SECURITY_MARKER not in response_headers:  # JSON bodies are built with them
+                response_headers.update(SECURITY_HEADERS)
             if origin is not None and origin == allowed_origin:
                 response_headers.update(cors_headers(origin))
             return response

@@ -122,6 +122,10 @@ class Tracing:
             name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes)
         )
 
+    def recording(self) -> bool:
+        """Whether the current request is sampled (child spans would be recorded)."""
+        return bool(trace.get_current_span().is_recording())
+
     def span(
         self, name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any
     ) -> AbstractContextManager[Span | None]:

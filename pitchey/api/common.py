@@ -14,6 +14,7 @@ from aiohttp import web
 from pitchey.auth import Auth
 from pitchey.cache import Cache, read_through
 from pitchey.metrics import ServiceMetrics
+from pitchey.security import SECURITY_HEADERS
 from pitchey.settings import Settings
 from pitchey.storage import Database, Row
 from pitchey.tracing import Tracing
@@ -57,6 +58,10 @@ class Services:
         self, namespace: str, key: str, ttl_s: float, loader: Callable[[], Awaitable[bytes]]
     ) -> bytes:
         """Read-through: the stored bytes, or `loader()`'s, stored for `ttl_s`."""
+        if not self.tracing.recording():  # the common case: no span, no attribute building
+            return await read_through(
+                self.cache, namespace, key, ttl_s, loader, on_lookup=self.on_lookup
+            )
         with self.tracing.span("cache.read_through", cache_namespace=namespace.split(":")[0]):
             return await read_through(
                 self.cache, namespace, key, ttl_s, loader, on_lookup=self.on_lookup
@@ -88,7 +93,10 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
+# The security headers are built into every JSON response at construction (one C-level copy),
+# which is cheaper than the middleware patching them in afterwards; it still adds them to any
+# response that lacks them.
+_JSON_HEADERS = {**SECURITY_HEADERS, "Content-Type": "application/json"}
 
 
 def json_body(

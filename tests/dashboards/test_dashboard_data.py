@@ -119,3 +119,32 @@ def test_empty_bins_read_as_missing_not_zero(tmp_path: Path) -> None:
     ys = latency_figure(view)["data"][1]["y"]
     assert any(y is None for y in ys) and not any(y == 0 for y in ys)
     assert all(isinstance(y, float) and not math.isnan(y) for y in ys if y is not None)
+
+
+def test_catalog_live_refreshes_match_a_full_read(tmp_path: Path) -> None:
+    from dashboards.catalog import RunCatalog
+
+    live = DemoRun(tmp_path, DemoSpec(endpoints=3, step_s=10))
+    live.write_seconds(12)
+    live.flush()
+    catalog = RunCatalog(tmp_path, refresh_min_s=0.0)
+    view = catalog.view(live.path.name)
+    for seconds in (3, 7, 0, 9):
+        live.write_seconds(seconds)
+        live.flush()
+        catalog.refresh(view.run_id)  # incremental: collectors.live.LiveRunReader
+        fresh = build_view(load_run(live.path))
+        assert view.live and view.bins is not None and fresh.bins is not None
+        assert view.bins.starts == fresh.bins.starts
+        assert [h.quantiles((0.5, 0.99)) for h in view.bins.overall] == [
+            h.quantiles((0.5, 0.99)) for h in fresh.bins.overall]
+        assert view.load["t"].tolist() == fresh.load["t"].tolist()
+        assert view.endpoint_rows == fresh.endpoint_rows
+    live.write_seconds(5)
+    live.finish()
+    catalog.refresh(view.run_id)
+    done = build_view(load_run(live.path))
+    assert not view.live and view.bins is not None and done.bins is not None
+    assert view.bins.starts == done.bins.starts
+    assert [h.total for h in view.bins.overall] == [h.total for h in done.bins.overall]
+    catalog.stop()
