@@ -6,6 +6,7 @@ pyarrow on first use.
 
 Writing: `RunWriter.create(out_root, scenario_name, scenario, target, topology)`.
 Reading: `load_run(path) -> Run`; `Run.percentiles(...)` from merged HDR histograms.
+Following a run being written: `LiveRunReader(path).refresh() -> RunDelta` (appended data only).
 Format: docs/run-directory.md.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collectors.errors import RunDirError
     from collectors.hdr import Histogram
+    from collectors.live import LiveRunReader, RunDelta
     from collectors.prometheus import PrometheusSource
     from collectors.run import Run, load_run
     from collectors.rundir import RunWriter, ServiceSample, StatsRow
@@ -27,8 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Histogram",
+    "LiveRunReader",
     "PrometheusSource",
     "Run",
+    "RunDelta",
     "RunDirError",
     "RunWriter",
     "ScrapeTarget",
@@ -44,8 +48,10 @@ __all__ = [
 
 _HOME = {
     "Histogram": "collectors.hdr",
+    "LiveRunReader": "collectors.live",
     "PrometheusSource": "collectors.prometheus",
     "Run": "collectors.run",
+    "RunDelta": "collectors.live",
     "RunDirError": "collectors.errors",
     "RunWriter": "collectors.rundir",
     "ScrapeTarget": "collectors.scrape",

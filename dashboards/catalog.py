@@ -209,6 +209,8 @@ class RunCatalog:
                 reader.refresh()
                 run = reader.run
             else:
+                with self._guard:
+                    self._readers.pop(info.run_id, None)  # finished: read whole, once
                 run = load_run(info.path)
             view = build_view(run)
         except RunDirError as exc:

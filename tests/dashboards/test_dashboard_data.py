@@ -132,7 +132,7 @@ def test_catalog_live_refreshes_match_a_full_read(tmp_path: Path) -> None:
     for seconds in (3, 7, 0, 9):
         live.write_seconds(seconds)
         live.flush()
-        catalog.refresh(view.run_id)  # incremental: collectors.live.LiveRunReader
+        view = catalog.refresh(view.run_id)  # incremental: collectors.live.LiveRunReader
         fresh = build_view(load_run(live.path))
         assert view.live and view.bins is not None and fresh.bins is not None
         assert view.bins.starts == fresh.bins.starts
@@ -142,7 +142,7 @@ def test_catalog_live_refreshes_match_a_full_read(tmp_path: Path) -> None:
         assert view.endpoint_rows == fresh.endpoint_rows
     live.write_seconds(5)
     live.finish()
-    catalog.refresh(view.run_id)
+    view = catalog.refresh(view.run_id)
     done = build_view(load_run(live.path))
     assert not view.live and view.bins is not None and done.bins is not None
     assert view.bins.starts == done.bins.starts
