@@ -40,6 +40,10 @@ class MemoryCache:
         self._clock = clock
 
     async def get(self, key: str) -> bytes | None:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> bytes | None:
+        """`get` without a coroutine (nothing here waits on I/O)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -60,6 +64,9 @@ class MemoryCache:
         self._entries.pop(key, None)
 
     async def generation(self, namespace: str) -> int:
+        return self.generation_now(namespace)
+
+    def generation_now(self, namespace: str) -> int:
         return self._generations.get(namespace, 0)
 
     async def bump(self, namespace: str) -> int:
@@ -124,8 +131,12 @@ async def read_through(
     on_lookup: Callable[[bool], None] | None = None,
 ) -> bytes:
     """Return the cached bytes for `namespace/key`, loading and storing them on a miss."""
-    full_key = f"{namespace}:{await cache.generation(namespace)}:{key}"
-    value = await cache.get(full_key)
+    if isinstance(cache, MemoryCache):  # no I/O to wait for: skip two coroutine round trips
+        full_key = f"{namespace}:{cache.generation_now(namespace)}:{key}"
+        value = cache.get_now(full_key)
+    else:
+        full_key = f"{namespace}:{await cache.generation(namespace)}:{key}"
+        value = await cache.get(full_key)
     if on_lookup is not None:
         on_lookup(value is not None)
     if value is None:

@@ -156,7 +156,7 @@ def build_middleware(
             response: web.StreamResponse | None = None
             if origin is not None and request.method == "OPTIONS":
                 response = preflight(origin)
-            elif limit_enabled and request.path not in UNLIMITED_PATHS:
+            elif limit_enabled and route not in UNLIMITED_PATHS:  # templates equal paths there
                 client = _client_of(request, trust_forwarded_for)
                 decision = hit_now(client) if hit_now is not None else await limiter.hit(client)
                 if not decision.allowed:
