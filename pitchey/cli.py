@@ -46,40 +46,11 @@ def register(subparsers: Any) -> None:
         description="While traffic runs against the geo edge, kill REGION's worker, measure the "
         "time to reroute and the failed requests, restart it, and print the report.",
     )
-    # Declared here rather than imported from pitchey.geo.failover, which imports aiohttp:
-    # building the parser must stay cheap for every other command.
-    failover.add_argument("region", help="the region whose worker is killed (e.g. us-east)")
-    failover.add_argument("--url", default="http://127.0.0.1:8001",
-                          help="the geo edge (default http://127.0.0.1:8001)")
-    failover.add_argument("--duration", type=_positive, default=30.0, metavar="S",
-                          help="seconds of traffic (default 30; kill at 1/4, restart at 1/2)")
-    failover.add_argument("--concurrency", type=_positive_int, default=8,
-                          help="concurrent clients (default 8)")
-    failover.add_argument("--write-ratio", type=_ratio, default=0.2,
-                          help="share of requests that create a pitch (default 0.2)")
-    failover.add_argument("--json", action="store_true", help="print the report as JSON")
+    # from the light module: pitchey.geo.failover itself imports aiohttp
+    from pitchey.geo.failover_args import add_arguments
+
+    add_arguments(failover)
     failover.set_defaults(func=_failover)
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
 
 
 def _non_negative(text: str) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from pitchey.geo.failover_args import add_arguments
 from pitchey.geo.traffic import REGION_HEADER, Sample, TrafficDriver, login
 
 __all__ = ["add_arguments", "main", "run_failover", "FailoverOptions", "FailoverReport",
@@ -96,48 +97,6 @@ class FailoverReport:
         body = asdict(self)
         body["passed"] = self.passed
         return body
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("region", help="the region whose worker is killed (e.g. us-east)")
-    parser.add_argument("--url", default="http://127.0.0.1:8001",
-                        help="the geo edge (default http://127.0.0.1:8001)")
-    parser.add_argument("--duration", type=_positive, default=30.0, metavar="S",
-                        help="seconds of traffic (default 30; kill at 1/4, restart at 1/2)")
-    # Clients run closed loops with no think time, the worst case for a kill: every client
-    # always has a request in flight, and a write in flight at the dead worker is lost.
-    parser.add_argument("--concurrency", type=_positive_int, default=4,
-                        help="concurrent clients, each with no think time (default 4)")
-    parser.add_argument("--write-ratio", type=_ratio, default=0.1,
-                        help="share of requests that create a pitch (default 0.1)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _ratio(text: str) -> float:
-    value = _positive(text) if text.strip() not in ("0", "0.0") else 0.0
-    if value > 1:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:
