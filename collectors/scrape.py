@@ -19,12 +19,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.rundir import RunWriter, ServiceSample
 from collectors.series import SeriesStore
+
+
+class SampleSink(Protocol):
+    """Where scraped samples go: a SeriesStore, or anything else that takes them (the live
+    alert evaluator's index, or several sinks at once)."""
+
+    def add_many(self, samples: Iterable[Any]) -> None: ...
 
 __all__ = [
     "Fetch",
@@ -123,7 +130,7 @@ class Scraper:
         targets: Mapping[str, str] | Sequence[ScrapeTarget],
         *,
         writer: RunWriter | None = None,
-        store: SeriesStore | None = None,
+        store: SampleSink | None = None,
         interval_s: float = 1.0,
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
@@ -132,7 +139,7 @@ class Scraper:
         self.targets = (targets_from_mapping(targets) if isinstance(targets, Mapping)
                         else list(targets))
         self.writer = writer
-        self.store = store if store is not None else SeriesStore()
+        self.store: SampleSink = store if store is not None else SeriesStore()
         self.interval_s = interval_s
         self.timeout_s = min(timeout_s, max(interval_s, 0.1))
         self._clock = clock

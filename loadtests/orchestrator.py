@@ -81,6 +81,7 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     target_url: str = ""
     scraper: Any = None
+    alerting: Any = None
     tmp_dir: Path | None = None
 
 
@@ -218,10 +219,33 @@ def _start_scraper(state: _Run) -> None:
     targets = {"edge" if state.scenario.topology == "geo" else "service": state.target_url}
     if state.scenario.topology == "geo":
         targets.update(_regional_workers(state.target_url))
-    state.scraper = Scraper(targets, writer=state.writer,
+    state.scraper = Scraper(targets, writer=state.writer, store=_start_alerting(state),
                             interval_s=state.options.scrape_interval_s)
     state.scraper.start()
     _say(state, f"scraping {', '.join(targets)} every {state.options.scrape_interval_s:g} s")
+
+
+def _start_alerting(state: _Run) -> Any:
+    """The embedded alert evaluator over the scraped series, every second: transitions go to
+    events.jsonl, notifications to PITCHEY_ALERTS_WEBHOOK_URLS (if set) through an outbox in
+    the run directory. Returns the sink the scraper feeds (None: the scraper's default)."""
+    try:
+        from alerts.live import LiveAlerting, LiveSettings, run_events
+        from alerts.series import FanOut, SeriesIndex
+        from alerts.specload import load_spec
+        from collectors.series import SeriesStore
+    except ImportError:
+        return None
+    index = SeriesIndex(job="pitchey")
+    settings = LiveSettings.from_environ(
+        os.environ, outbox_path=str(Path(state.writer.path) / "alerts-outbox.sqlite3"))
+    state.alerting = LiveAlerting(load_spec(), index, settings,
+                                  on_transition=run_events(state.writer)).start()
+    _say(state, "alert rules evaluated live every "
+                f"{settings.interval_s:g} s (alerts/rules.yaml)"
+                + (f"; webhooks to {', '.join(settings.webhook_urls)}"
+                   if settings.webhook_urls else ""))
+    return FanOut(SeriesStore(), index)
 
 
 def _regional_workers(edge_url: str) -> dict[str, str]:
@@ -416,6 +440,8 @@ def _stop_children(state: _Run) -> None:
             order.append(lambda c=child: _stop(state, c, 10.0))  # type: ignore[misc]
     if state.scraper is not None:
         order.append(lambda: state.scraper.stop())
+    if state.alerting is not None:
+        order.append(lambda: state.alerting.stop())
     for child in state.children:
         if child.name == "service":
             order.append(lambda c=child: _stop(state, c, 15.0))  # type: ignore[misc]
@@ -423,6 +449,7 @@ def _stop_children(state: _Run) -> None:
         step()
     state.children = []
     state.scraper = None
+    state.alerting = None
     if state.tmp_dir is not None:
         shutil.rmtree(state.tmp_dir, ignore_errors=True)
         state.tmp_dir = None

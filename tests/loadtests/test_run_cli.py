@@ -82,6 +82,9 @@ def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     assert run.events_of("stage")[0]["stage"] == "1:ramp"
     assert set(run.generator["region"].astype(str)) == REGIONS
     assert len(run.service) > 0  # the collectors scraped the platform during the run
+    # the embedded alert evaluator ran live over those scrapes, with its outbox in the run
+    assert "alert rules evaluated live" in output
+    assert (run_dirs[0] / "alerts-outbox.sqlite3").exists()
     assert "p95" in output and "run directory:" in output
 
 
