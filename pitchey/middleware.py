@@ -97,7 +97,20 @@ def build_middleware(
     rate_limited = metrics.rate_limited
     decide = tracing.decide
     start_span = tracing.start_server_span
-    runtime_record = runtime.record
+    runtime_record_at = runtime.record_at
+    route_names: dict[object, str] = {}
+
+    def route_of(request: web.Request) -> str:
+        """The route template, memoised per route object (system routes for 404/405 are
+        new objects on every request, so they are never stored)."""
+        match_info = request.match_info
+        route = match_info.route
+        name = route_names.get(route)
+        if name is None:
+            name = _route_of(request)
+            if match_info.http_exception is None:
+                route_names[route] = name
+        return name
     perf_counter = time.perf_counter
 
     def preflight(origin: str) -> web.Response:
@@ -149,7 +162,7 @@ def build_middleware(
         started = perf_counter()
         in_flight.count += 1
         status = 500
-        route = _route_of(request)
+        route = route_of(request)
         headers = request.headers
         origin = headers.get("Origin")
         try:
@@ -184,9 +197,10 @@ def build_middleware(
             raise
         finally:
             in_flight.count -= 1
-            elapsed = perf_counter() - started
+            finished = perf_counter()
+            elapsed = finished - started
             record(route, request.method, status, elapsed)
-            runtime_record(elapsed, 500 <= status < 599)
+            runtime_record_at(finished, elapsed, 500 <= status < 599)
 
     return observe
 

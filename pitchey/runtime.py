@@ -28,7 +28,7 @@ class RecentWindow:
 class RuntimeStats:
     def __init__(
         self,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.perf_counter,
         window_s: float = 60.0,
         max_samples: int = 8192,
     ) -> None:
@@ -41,7 +41,12 @@ class RuntimeStats:
         self.total_errors = 0
 
     def record(self, seconds: float, error: bool) -> None:
-        self._samples.append((self._clock(), seconds, error))
+        self.record_at(self._clock(), seconds, error)
+
+    def record_at(self, now: float, seconds: float, error: bool) -> None:
+        """`record` with the caller's reading of this stats' clock (the middleware already
+        has one: it saves a clock call per request)."""
+        self._samples.append((now, seconds, error))
         self.total_requests += 1
         if error:
             self.total_errors += 1
