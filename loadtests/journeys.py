@@ -10,6 +10,7 @@ service behaving correctly and are counted as successes.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import gevent
 from locust import FastHttpUser, task
 from locust.contrib.fasthttp import ResponseContextManager
 
+from collectors.tracecontext import make_traceparent
 from loadtests.runtime import WorkerRuntime, runtime_of
 
 __all__ = [
@@ -59,6 +61,23 @@ def journey(weight: int) -> Callable[[Task], Task]:
     return decorate
 
 
+# Share of requests that carry a sampled W3C `traceparent`: the service's parent-based sampler
+# follows the flag, so those requests' spans land in the run's spans.jsonl under the trace id
+# the generator chose, and a slow one can be followed into the service.
+TRACE_SAMPLE_RATIO = float(os.environ.get("PITCHEY_TRACE_SAMPLE_RATIO", "0.01"))
+
+
+def _with_traceparent(request: Callable[..., Any]) -> Callable[..., Any]:
+    def traced(method: str, url: str, **kwargs: Any) -> Any:
+        if random.random() < TRACE_SAMPLE_RATIO:
+            headers = dict(kwargs.get("headers") or {})
+            headers["traceparent"] = make_traceparent(sampled=True)
+            kwargs["headers"] = headers
+        return request(method, url, **kwargs)
+
+    return traced
+
+
 class PortalUser(FastHttpUser):
     """What every portal user shares: login, pacing, the region header, a pitch catalogue."""
 
@@ -71,6 +90,8 @@ class PortalUser(FastHttpUser):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.runtime: WorkerRuntime = runtime_of(environment)
+        if TRACE_SAMPLE_RATIO > 0:  # every get/post goes through the session's request()
+            self.client.request = _with_traceparent(self.client.request)  # type: ignore[method-assign]
         self.user_id: int | None = None
         self.pitch_ids: list[int] = []
         self.creators: dict[int, int] = {}  # pitch id -> creator id

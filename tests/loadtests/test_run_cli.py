@@ -21,10 +21,11 @@ REGIONS = {"us-east", "us-west", "europe", "asia"}
 PORTALS = {"creator", "investor", "production", "browser"}
 
 
-def pitchey_run(*args: str, out: Path) -> subprocess.Popen[str]:
+def pitchey_run(*args: str, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pitchey_cli", "run", *args, "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
         start_new_session=True,  # like a terminal: signals go to `pitchey run` alone
     )
 
@@ -57,7 +58,8 @@ def kill_tree(process: subprocess.Popen[str]) -> None:
 
 @pytest.mark.integration
 def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
-    process = pitchey_run("smoke", "--duration", "14", out=tmp_path)
+    process = pitchey_run("smoke", "--duration", "14", out=tmp_path,
+                          env={"PITCHEY_TRACE_SAMPLE_RATIO": "0.05"})
     try:
         output, _ = process.communicate(timeout=110)
     finally:
@@ -85,6 +87,12 @@ def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     # the embedded alert evaluator ran live over those scrapes, with its outbox in the run
     assert "alert rules evaluated live" in output
     assert (run_dirs[0] / "alerts-outbox.sqlite3").exists()
+    # a sample of requests carried a sampled traceparent: the service recorded their spans
+    spans = [json.loads(line) for line in
+             (run_dirs[0] / "spans.jsonl").read_text().splitlines() if line.strip()]
+    server_spans = [span for span in spans if span["kind"] == "SpanKind.SERVER"]
+    # a server span with a parent continues a trace the load generator started
+    assert any(span["parent_id"] for span in server_spans), server_spans[:3]
     assert "p95" in output and "run directory:" in output
 
 
