@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from collectors.argtypes import positive_float
+
 __all__ = ["register", "report_command"]
 
 
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--prometheus", metavar="URL", default=None,
                         help="read the service series from this Prometheus HTTP API over the "
                         "run's time range instead of the run's own scrapes")
-    parser.add_argument("--prometheus-step", metavar="SECONDS", type=_positive_float,
+    parser.add_argument("--prometheus-step", metavar="SECONDS", type=positive_float,
                         default=1.0, help="query_range step (default 1)")
     parser.set_defaults(func=report_command)
 
@@ -70,11 +72,3 @@ def _time_range(run: object) -> tuple[float, float]:
     return run.started_at.timestamp(), max(ended.timestamp(), run.started_at.timestamp() + 1)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value

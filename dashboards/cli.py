@@ -13,29 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from collectors.argtypes import non_negative_float, positive_float
+
 __all__ = ["register", "run_dashboard", "run_capacity"]
 
 EXIT_USAGE = 2
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def _port(text: str) -> int:
@@ -61,13 +47,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dash.add_argument("--cache-dir", type=Path, default=None,
                       help="where prepared views of finished runs are kept "
                            "(default: <runs>/.dashboard-cache)")
-    dash.add_argument("--users", type=_positive, default=100_000,
+    dash.add_argument("--users", type=positive_float, default=100_000,
                       help="target concurrent users for the verdict and cost (default 100000)")
-    dash.add_argument("--think-time", type=_non_negative, default=None,
+    dash.add_argument("--think-time", type=non_negative_float, default=None,
                       help="think time (s) for projections (default: the run's own)")
-    dash.add_argument("--budget", type=_positive, default=5000.0,
+    dash.add_argument("--budget", type=positive_float, default=5000.0,
                       help="monthly budget in dollars (default 5000)")
-    dash.add_argument("--live-interval", type=_positive, default=2.0,
+    dash.add_argument("--live-interval", type=positive_float, default=2.0,
                       help="seconds between live refreshes of a run being written (default 2)")
     dash.set_defaults(func=run_dashboard)
 
@@ -77,14 +63,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "the interactive response time law N = X(R+Z) to --users at --think-time, "
                     "and size the fleet for a p95 target.")
     cap.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    cap.add_argument("--users", type=_positive, default=100_000)
-    cap.add_argument("--think-time", type=_non_negative, default=30.0,
+    cap.add_argument("--users", type=positive_float, default=100_000)
+    cap.add_argument("--think-time", type=non_negative_float, default=30.0,
                      help="seconds each user waits between requests (default 30)")
-    cap.add_argument("--p95-target", type=_positive, default=100.0,
+    cap.add_argument("--p95-target", type=positive_float, default=100.0,
                      help="p95 latency target in ms (default 100)")
-    cap.add_argument("--headroom", type=_non_negative, default=30.0,
+    cap.add_argument("--headroom", type=non_negative_float, default=30.0,
                      help="spare capacity in percent (default 30)")
-    cap.add_argument("--budget", type=_positive, default=5000.0,
+    cap.add_argument("--budget", type=positive_float, default=5000.0,
                      help="monthly budget in dollars (default 5000)")
     cap.add_argument("--json", action="store_true", help="print JSON instead of text")
     cap.set_defaults(func=run_capacity)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from collectors.argtypes import positive_int
+
 __all__ = ["register"]
 
 EXIT_FAILED = 1
@@ -36,13 +38,13 @@ def register(subparsers: Any) -> None:
                         "starting the embedded platform (it must already hold seeded data)")
     parser.add_argument("--duration", type=_positive_seconds, metavar="S",
                         help="stretch or squeeze the stages to S seconds")
-    parser.add_argument("--users", type=_positive_int, metavar="N",
+    parser.add_argument("--users", type=positive_int, metavar="N",
                         help="scale the user levels so the peak is N")
     parser.add_argument("--out", default="runs", metavar="DIR",
                         help="where run directories go (default runs/)")
-    parser.add_argument("--workers-per-region", type=_positive_int, default=1, metavar="K",
+    parser.add_argument("--workers-per-region", type=positive_int, default=1, metavar="K",
                         help="Locust worker processes per region (default 1)")
-    parser.add_argument("--external-workers", type=_positive_int, default=0, metavar="N",
+    parser.add_argument("--external-workers", type=positive_int, default=0, metavar="N",
                         help="start no local workers; wait for N remote ones (Kubernetes)")
     parser.add_argument("--master-bind", default="127.0.0.1", metavar="HOST",
                         help="address the Locust master listens on (0.0.0.0 for remote "
@@ -91,14 +93,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def resolve_scenario(name: str) -> Path:
