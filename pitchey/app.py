@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from pitchey import keys
 from pitchey.cache import Cache, open_cache
 from pitchey.health import add_observability_routes, probe_database
+from pitchey.instrumentation import Instrumentation, RouteTable
 from pitchey.metrics import ServiceMetrics
-from pitchey.middleware import build_middleware
 from pitchey.ratelimit import open_rate_limiter
 from pitchey.runtime import RuntimeStats
 from pitchey.settings import Settings
@@ -51,22 +51,21 @@ def create_app(
     tracing = Tracing(settings, exporter=span_exporter)
     limiter = open_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
     runtime = RuntimeStats()
-    app = web.Application(
-        middlewares=[build_middleware(settings, metrics, tracing, limiter, runtime)],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    routes = RouteTable(app.router, Instrumentation(settings, metrics, tracing, limiter, runtime))
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
     app[keys.TRACING] = tracing
     app[keys.RATE_LIMITER] = limiter
     app[keys.RUNTIME] = runtime
     app.cleanup_ctx.append(_resources(database, cache, probe_interval_s))
-    add_observability_routes(app)
+    add_observability_routes(routes)
     app[OPENAPI_KEY] = {}  # filled on first request: the routes are final by then
-    app.router.add_get("/openapi.json", openapi_document, name="openapi")
+    routes.add_get("/openapi.json", openapi_document, name="openapi")
     from pitchey.api import add_routes
 
-    add_routes(app)
+    add_routes(app, routes)
+    routes.add_fallback()  # last: it matches every path
     return app
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pitchey import keys
+from pitchey.instrumentation import RouteTable
 
 __all__ = ["add_observability_routes", "probe_database", "probe_cache"]
 
@@ -169,8 +170,7 @@ async def config(request: web.Request) -> web.Response:
     return web.json_response(request.app[keys.SETTINGS].redacted())
 
 
-def add_observability_routes(app: web.Application) -> None:
-    router = app.router
+def add_observability_routes(router: RouteTable) -> None:
     router.add_get("/health", health, name="health")
     router.add_get("/health/db", health_db, name="health_db")
     router.add_get("/health/services", health_services, name="health_services")

@@ -10,11 +10,13 @@ attach and an id generation. The SDK itself then records every span it is asked 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ from pitchey.settings import Settings
 __all__ = ["Tracing", "JsonLinesSpanExporter"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+# True inside a sampled request's server span. Child spans check this one C-level lookup
+# instead of asking OpenTelemetry for the current span (several Python calls) on every
+# cache or storage call of every unsampled request.
+_SAMPLED: ContextVar[bool] = ContextVar("pitchey_request_sampled", default=False)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -108,23 +114,34 @@ class Tracing:
     def decide(self, headers: Mapping[str, str]) -> tuple[bool, Context | None]:
         """Whether this request is traced, and the remote parent context if it has one."""
         if "traceparent" not in headers:
-            return self._random() < self.ratio, None
+            return self.draw(), None
         context = _PROPAGATOR.extract(headers)
         parent = trace.get_current_span(context).get_span_context()
         if self.parent_based and parent.is_valid:
             return parent.trace_flags.sampled, context
         return self._random() < self.ratio, context
 
+    def draw(self) -> bool:
+        """The head-sampling draw for a request without a parent."""
+        return self._random() < self.ratio
+
+    @contextlib.contextmanager
     def start_server_span(
         self, name: str, context: Context | None, attributes: Mapping[str, Any]
-    ) -> Any:
-        return self.tracer.start_as_current_span(
-            name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes)
-        )
+    ) -> Iterator[Span]:
+        """The server span of a sampled request; child spans are recorded inside it."""
+        token = _SAMPLED.set(True)
+        try:
+            with self.tracer.start_as_current_span(
+                name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes)
+            ) as span:
+                yield span
+        finally:
+            _SAMPLED.reset(token)
 
     def recording(self) -> bool:
         """Whether the current request is sampled (child spans would be recorded)."""
-        return bool(trace.get_current_span().is_recording())
+        return _SAMPLED.get()
 
     def span(
         self, name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any
@@ -132,7 +149,7 @@ class Tracing:
         """A child span of the current request's span, or nothing when it is not sampled.
 
         The unsampled case returns one shared no-op object: no generator, no span."""
-        if not trace.get_current_span().is_recording():
+        if not _SAMPLED.get():
             return _NO_SPAN
         return self.tracer.start_as_current_span(name, kind=kind, attributes=attributes)
 

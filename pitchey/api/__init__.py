@@ -1,4 +1,5 @@
-"""The Pitchey platform API (seed 002): `add_routes(app)` registers every route by name.
+"""The Pitchey platform API (seed 002): `add_routes(app, routes)` registers every route by name
+on the instrumented route table.
 
 Handlers find their collaborators in `app[SERVICES]`, built at startup from the lead's app
 keys (the database and cache are opened by the app's cleanup context, which runs first).
@@ -21,6 +22,7 @@ from pitchey.api.info_requests import add_info_request_routes
 from pitchey.api.pitches import add_pitch_routes
 from pitchey.api.sessions import add_session_routes
 from pitchey.auth import AUTH, Auth
+from pitchey.instrumentation import RouteTable
 
 __all__ = ["CLOCK", "SERVICES", "Services", "add_routes"]
 
@@ -42,15 +44,14 @@ async def _start_services(app: web.Application) -> None:
     )
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, routes: RouteTable) -> None:
     """Register the API's routes and the startup hook that wires their services."""
     if CLOCK not in app:
         app[CLOCK] = time.time
-    router = app.router
-    add_session_routes(router)
-    add_pitch_routes(router)
-    add_dashboard_routes(router)
-    add_info_request_routes(router)
-    add_inbox_routes(router)
-    add_analytics_routes(router)
+    add_session_routes(routes)
+    add_pitch_routes(routes)
+    add_dashboard_routes(routes)
+    add_info_request_routes(routes)
+    add_inbox_routes(routes)
+    add_analytics_routes(routes)
     app.on_startup.append(_start_services)

@@ -12,6 +12,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, json_response
 from pitchey.auth import current_session, require_user
 from pitchey.errors import field_errors
+from pitchey.instrumentation import RouteTable
 from pitchey.storage import activity
 from pitchey.storage import pitches as pitch_store
 from pitchey.validation import Checker, read_json
@@ -85,6 +86,6 @@ async def event_summary(request: web.Request) -> web.StreamResponse:
     return json_response(body)
 
 
-def add_analytics_routes(router: web.UrlDispatcher) -> None:
+def add_analytics_routes(router: RouteTable) -> None:
     router.add_post("/api/analytics/events", record_event, name="analytics_record")
     router.add_get("/api/analytics/events", event_summary, name="analytics_summary")

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pitchey.auth import Auth
-from pitchey.cache import Cache, read_through
+from pitchey.cache import Cache, MemoryCache, read_through
 from pitchey.metrics import ServiceMetrics
 from pitchey.security import SECURITY_HEADERS
 from pitchey.settings import Settings
@@ -48,6 +48,20 @@ class Services:
     clock: Clock
     # raw query string -> validated list query: the hot list path skips re-validation
     list_queries: dict[str, ListQuery] = field(default_factory=dict)
+
+    def cached_now(self, namespace: str, key: str) -> bytes | None:
+        """The cached bytes when the in-process cache holds them, answered without a
+        coroutine; None on a miss, for Redis, or when the request is traced (the caller then
+        takes `cached`, which counts the lookup and records its span)."""
+        cache = self.cache
+        if not isinstance(cache, MemoryCache) or self.tracing.recording():
+            return None
+        value = cache.get_now(f"{namespace}:{cache.generation_now(namespace)}:{key}")
+        if value is not None:
+            metrics = self.metrics
+            metrics.app_cache_lookups.inc()
+            metrics.app_cache_hits.inc()
+        return value
 
     def on_lookup(self, hit: bool) -> None:
         self.metrics.app_cache_lookups.inc()

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from pitchey.api.common import SERVICES, Services, dumps, iso, json_body
 from pitchey.auth import User, require_user
+from pitchey.instrumentation import RouteTable
 from pitchey.storage import Connection
 from pitchey.storage import activity as store
 
@@ -91,7 +92,7 @@ def _dashboard_handler(portal: str) -> Callable[[web.Request], Awaitable[web.Str
     return dashboard
 
 
-def add_dashboard_routes(router: web.UrlDispatcher) -> None:
+def add_dashboard_routes(router: RouteTable) -> None:
     for portal in _BUILDERS:
         router.add_get(
             f"/api/dashboard/{portal}/metrics", _dashboard_handler(portal),

@@ -10,6 +10,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, iso, json_response, page_of
 from pitchey.auth import require_user
 from pitchey.errors import ApiError, field_errors
+from pitchey.instrumentation import RouteTable
 from pitchey.storage import Row, inbox
 from pitchey.storage import pitches as pitch_store
 from pitchey.validation import MAX_ID, Checker, parse_id, parse_page, read_json
@@ -134,7 +135,7 @@ async def read_notification(request: web.Request) -> web.StreamResponse:
     return json_response(notification_body(row))
 
 
-def add_inbox_routes(router: web.UrlDispatcher) -> None:
+def add_inbox_routes(router: RouteTable) -> None:
     router.add_get("/api/messages", list_messages, name="messages_list")
     router.add_post("/api/messages", send_message, name="messages_send")
     router.add_get("/api/notifications", list_notifications, name="notifications_list")

@@ -16,6 +16,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, iso, json_response, page_of
 from pitchey.auth import require_user
 from pitchey.errors import ApiError, field_errors
+from pitchey.instrumentation import RouteTable
 from pitchey.storage import Row, inbox, ndas
 from pitchey.storage import pitches as pitch_store
 from pitchey.storage.errors import UniqueViolation
@@ -132,7 +133,7 @@ def _decision_handler(status: str) -> Callable[[web.Request], Awaitable[web.Stre
     return decide
 
 
-def add_info_request_routes(router: web.UrlDispatcher) -> None:
+def add_info_request_routes(router: RouteTable) -> None:
     router.add_post("/api/info-requests", create_request, name="info_requests_create")
     router.add_get("/api/info-requests", list_requests, name="info_requests_list")
     router.add_post(

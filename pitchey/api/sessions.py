@@ -11,6 +11,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, iso, json_response
 from pitchey.auth import Session, current_session, session_token
 from pitchey.errors import ApiError, field_errors
+from pitchey.instrumentation import RouteTable
 from pitchey.validation import PORTALS, Checker, read_json
 
 __all__ = ["add_session_routes", "session_body"]
@@ -81,7 +82,7 @@ async def me(request: web.Request) -> web.StreamResponse:
     )
 
 
-def add_session_routes(router: web.UrlDispatcher) -> None:
+def add_session_routes(router: RouteTable) -> None:
     for portal in PORTALS:
         router.add_post(
             f"/api/auth/{portal}/login", _login_handler(portal), name=f"auth_{portal}_login"

@@ -30,6 +30,7 @@ from pitchey.geo.generations import Generations, LocalGenerations, SharedGenerat
 from pitchey.geo.latency import LatencyModel
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.replica import QueryCache, SplitDatabase
+from pitchey.instrumentation import route_template
 from pitchey.settings import Settings
 from pitchey.storage import Database
 
@@ -179,11 +180,7 @@ def _region_headers(region: str, config: GeoConfig, generations: Generations) ->
         headers = response.headers
         headers[REGION_SERVED_HEADER] = region
         headers[_PID_HEADER] = pid
-        match_info = request.match_info
-        resource = match_info.route.resource
-        headers[_ROUTE_HEADER] = ("unmatched" if resource is None
-                                  or match_info.http_exception is not None
-                                  else resource.canonical)
+        headers[_ROUTE_HEADER] = route_template(request)
         if (edge_tier and request.method in WRITE_METHODS
                 and not 400 <= response.status < 500 and request.path.startswith(invalidate_on)):
             generations.bump((EDGE_GENERATION,))  # a write straight to a worker counts too

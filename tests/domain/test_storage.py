@@ -319,7 +319,7 @@ async def test_storage_spans_are_children_of_the_sampled_request(tmp_path: Path)
         exporter.clear()
         await db.ping()  # no request span: nothing is recorded
         assert exporter.get_finished_spans() == ()
-        with tracing.tracer.start_as_current_span("GET /api/pitches") as parent:
+        with tracing.start_server_span("GET /api/pitches", None, {}) as parent:
             await db.fetch("SELECT id FROM users WHERE email = $1", "x")
         spans = {span.name: span for span in exporter.get_finished_spans()}
         child = spans["db.query"]
