@@ -52,7 +52,7 @@ def create_app(
     limiter = open_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
     runtime = RuntimeStats()
     app = web.Application(client_max_size=settings.max_body_bytes)
-    routes = RouteTable(app.router, Instrumentation(settings, metrics, tracing, limiter, runtime))
+    routes = RouteTable(app, Instrumentation(settings, metrics, tracing, limiter, runtime))
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
     app[keys.TRACING] = tracing

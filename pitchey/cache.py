@@ -54,6 +54,16 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return value
 
+    def read_now(self, namespace: str, key: str) -> bytes | None:
+        """`get_now` of `namespace/key` under the namespace's current generation, in one
+        call (the cached-page fast path)."""
+        full_key = f"{namespace}:{self._generations.get(namespace, 0)}:{key}"
+        entry = self._entries.get(full_key)
+        if entry is None or entry[0] <= self._clock():
+            return None if entry is None else self.get_now(full_key)  # drops the stale entry
+        self._entries.move_to_end(full_key)
+        return entry[1]
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._entries[key] = (self._clock() + ttl_s, value)
         self._entries.move_to_end(key)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -121,7 +123,8 @@ class Instrumentation:
         self._runtime = runtime
         self._allowed_origin = settings.frontend_origin
         # The in-process limiter answers without a coroutine; Redis needs a round trip.
-        self._hit_now = limiter.hit_now if isinstance(limiter, MemoryRateLimiter) else None
+        self._retry_after_now = (limiter.retry_after_now if isinstance(limiter, MemoryRateLimiter)
+                                 else None)
 
     # -- the rate limit, shared by the wrappers and the fallback --------------------------
 
@@ -143,8 +146,10 @@ class Instrumentation:
     async def _limit(self, request: web.Request) -> web.Response | None:
         """A 429 when this request's client is over its limit, else None."""
         client = self._client_of(request)
-        hit_now = self._hit_now
-        decision = hit_now(client) if hit_now is not None else await self._limiter.hit(client)
+        if self._retry_after_now is not None:
+            retry_after_s = self._retry_after_now(client)
+            return None if retry_after_s == 0 else self._refuse(retry_after_s)
+        decision = await self._limiter.hit(client)
         return None if decision.allowed else self._refuse(decision.retry_after_s)
 
     # -- the wrapper ------------------------------------------------------------------------
@@ -164,17 +169,22 @@ class Instrumentation:
         take the handler, so their cache and storage spans are recorded."""
         limited = (rate_limited and self._settings.rate_limit_per_minute > 0
                    and route not in UNLIMITED_PATHS)
-        hit_now = self._hit_now
-        # the client is the peer address unless a trusted proxy names it
-        client_of = (self._client_of if self._settings.trust_forwarded_for
-                     else _peer_of)
+        retry_after_now = self._retry_after_now if limited else None
+        # the in-process limiter, keyed by the peer address, is answered inline; a trusted
+        # proxy's X-Forwarded-For or the Redis limiter take the general path
+        inline_limit = retry_after_now is not None and not self._settings.trust_forwarded_for
         refuse = self._refuse
         limit = self._limit
         allowed_origin = self._allowed_origin
-        record = self._metrics.requests.observe
+        histogram = self._metrics.requests
+        bounds = histogram.bounds
+        # this route's series by (method, status): observed inline, no call per request
+        route_series: dict[tuple[str, int], list[float]] = {}
         in_flight = self._metrics.in_flight
         decide = self._tracing.decide
-        draw = self._tracing.draw
+        ratio = self._tracing.ratio
+        draw = random.random
+        origin_header = hdrs.ORIGIN
         traced_call = self._traced_call
         runtime_record_at = self._runtime.record_at
         perf_counter = time.perf_counter
@@ -188,19 +198,18 @@ class Instrumentation:
             method = request.method
             try:
                 response: web.StreamResponse | None = None
-                if limited:
-                    if hit_now is not None:  # in-process: no coroutine
-                        decision = hit_now(client_of(request))
-                        if not decision.allowed:
-                            response = refuse(decision.retry_after_s)
-                    else:
-                        response = await limit(request)
+                if inline_limit:
+                    retry_after_s = retry_after_now(request.remote or "unknown")  # type: ignore[misc]
+                    if retry_after_s:
+                        response = refuse(retry_after_s)
+                elif limited:
+                    response = await limit(request)
                 headers = request.headers
                 if response is None:
                     if "traceparent" in headers:
                         traced, parent = decide(headers)
                     else:  # the common case, inlined: one random draw against the ratio
-                        traced, parent = draw(), None
+                        traced, parent = draw() < ratio, None
                     if traced:
                         response = await traced_call(request, handler, route, parent)
                     else:
@@ -215,7 +224,7 @@ class Instrumentation:
                 response_headers = response.headers
                 if _SECURITY_MARKER not in response_headers:  # JSON bodies are built with them
                     response_headers.update(security_headers)
-                origin = headers.get(hdrs.ORIGIN)
+                origin = headers.get(origin_header)
                 if origin is not None and origin == allowed_origin:
                     response_headers.update(cors_headers(origin))
                 return response
@@ -226,8 +235,14 @@ class Instrumentation:
                 in_flight.count -= 1
                 finished = perf_counter()
                 elapsed = finished - started
-                record(route, method, status, elapsed)
-                runtime_record_at(finished, elapsed, 500 <= status < 599)
+                counts = route_series.get((method, status))
+                if counts is None:
+                    counts = route_series[(method, status)] = histogram.series(
+                        route, method, status
+                    )
+                counts[bisect_left(bounds, elapsed)] += 1
+                counts[-1] += elapsed
+                runtime_record_at(finished, elapsed, status >= 500)
 
         return instrumented
 
@@ -289,8 +304,9 @@ class RouteTable:
     """The router as the API modules see it: every handler added here is instrumented under
     its route template (aiohttp's `resource.canonical`, e.g. `/api/pitches/{id}`)."""
 
-    def __init__(self, router: web.UrlDispatcher, instrumentation: Instrumentation) -> None:
-        self._router = router
+    def __init__(self, app: web.Application, instrumentation: Instrumentation) -> None:
+        self.app = app
+        self._router = app.router
         self._instrumentation = instrumentation
 
     def add(

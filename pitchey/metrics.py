@@ -63,29 +63,42 @@ class RequestHistogram(Collector):
             floatToGoString(bound)  # type: ignore[no-untyped-call]
             for bound in self._bounds
         ] + ["+Inf"]
-        self._series: dict[tuple[str, str, int], list[int]] = {}
-        self._sums: dict[tuple[str, str, int], float] = {}
+        # per series: one count per bucket (not cumulative), then the sum of the values
+        self._series: dict[tuple[str, str, int], list[float]] = {}
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+    @property
+    def bounds(self) -> list[float]:
+        """The upper bounds, for callers that observe into `series()` lists themselves."""
+        return self._bounds
+
+    def series(self, route: str, method: str, status: int) -> list[float]:
+        """The counts-then-sum list of one label set, created on first use. A caller on the
+        hot path keeps it and observes inline: `counts[bisect_left(bounds, s)] += 1` and
+        `counts[-1] += s` (the request wrapper does, per route)."""
         key = (route, method, status)
         counts = self._series.get(key)
         if counts is None:
-            counts = self._series[key] = [0] * (len(self._bounds) + 1)
-            self._sums[key] = 0.0
+            counts = self._series[key] = [0] * (len(self._bounds) + 1) + [0.0]
+        return counts
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        counts = self._series.get((route, method, status))
+        if counts is None:
+            counts = self.series(route, method, status)
         # bisect_left: a value equal to a bound belongs to that bound's bucket (le)
         counts[bisect.bisect_left(self._bounds, seconds)] += 1
-        self._sums[key] += seconds
+        counts[-1] += seconds
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=_REQUEST_LABELS)
         for key, counts in sorted(self._series.items()):
             route, method, status = key
-            cumulative = itertools.accumulate(counts)
+            cumulative = itertools.accumulate(counts[:-1])
             family.add_metric(
                 [route, method, str(status)],
                 [(label, float(total)) for label, total in zip(self._labels, cumulative,
                                                                 strict=True)],
-                sum_value=self._sums[key],
+                sum_value=counts[-1],
             )
         yield family
 

@@ -38,24 +38,30 @@ class MemoryRateLimiter:
         self.limit = limit
         self._window_s = window_s
         self._clock = clock
-        self._window = -1
+        self._window_end = -math.inf
         self._counts: dict[str, int] = {}
 
     async def hit(self, client: str) -> Decision:
         return self.hit_now(client)
 
     def hit_now(self, client: str) -> Decision:
-        """The same decision without a coroutine: the middleware's fast path."""
+        """The same decision without a coroutine."""
+        retry_after_s = self.retry_after_now(client)
+        return _ALLOWED if retry_after_s == 0 else Decision(False, retry_after_s)
+
+    def retry_after_now(self, client: str) -> int:
+        """Count a hit: 0 when it is within the limit, else the seconds until the window
+        resets. The request path's form: no object is built for the common answer."""
         now = self._clock()
-        window = int(now // self._window_s)
-        if window != self._window:
+        if now >= self._window_end:
             # a new window forgets every old counter at once: memory stays bounded
-            self._window, self._counts = window, {}
-        count = self._counts.get(client, 0) + 1
-        self._counts[client] = count
+            self._window_end = (now // self._window_s + 1) * self._window_s
+            self._counts = {}
+        counts = self._counts
+        count = counts[client] = counts.get(client, 0) + 1
         if count <= self.limit:
-            return _ALLOWED
-        return Decision(False, max(1, math.ceil((window + 1) * self._window_s - now)))
+            return 0
+        return max(1, math.ceil(self._window_end - now))
 
     async def close(self) -> None:
         self._counts.clear()

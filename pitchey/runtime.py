@@ -44,7 +44,7 @@ class RuntimeStats:
         self.record_at(self._clock(), seconds, error)
 
     def record_at(self, now: float, seconds: float, error: bool) -> None:
-        """`record` with the caller's reading of this stats' clock (the middleware already
+        """`record` with the caller's reading of this stats' clock (the request wrapper already
         has one: it saves a clock call per request)."""
         self._samples.append((now, seconds, error))
         self.total_requests += 1

@@ -51,16 +51,17 @@ class Services:
 
     def cached_now(self, namespace: str, key: str) -> bytes | None:
         """The cached bytes when the in-process cache holds them, answered without a
-        coroutine; None on a miss, for Redis, or when the request is traced (the caller then
-        takes `cached`, which counts the lookup and records its span)."""
+        coroutine and counted as a hit; None on a miss or for Redis (the caller then takes
+        `cached`, which counts the lookup). Only for unsampled requests: it records no
+        span (the request wrapper calls synchronous answers only for those)."""
         cache = self.cache
-        if not isinstance(cache, MemoryCache) or self.tracing.recording():
+        if type(cache) is not MemoryCache:
             return None
-        value = cache.get_now(f"{namespace}:{cache.generation_now(namespace)}:{key}")
+        value = cache.read_now(namespace, key)
         if value is not None:
             metrics = self.metrics
-            metrics.app_cache_lookups.inc()
-            metrics.app_cache_hits.inc()
+            metrics.app_cache_lookups.value += 1
+            metrics.app_cache_hits.value += 1
         return value
 
     def on_lookup(self, hit: bool) -> None:
@@ -108,7 +109,7 @@ def dumps(value: Any) -> bytes:
 
 
 # The security headers are built into every JSON response at construction (one C-level copy),
-# which is cheaper than the middleware patching them in afterwards; it still adds them to any
+# which is cheaper than the request wrapper patching them in afterwards; it still adds them to any
 # response that lacks them.
 _JSON_HEADERS = {**SECURITY_HEADERS, "Content-Type": "application/json"}
 

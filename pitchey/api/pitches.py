@@ -19,7 +19,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, Services, dumps, iso, json_body, json_response
 from pitchey.auth import User, current_session, require_user
 from pitchey.errors import ApiError
-from pitchey.instrumentation import RouteTable
+from pitchey.instrumentation import AnswerNow, RouteTable
 from pitchey.storage import Row
 from pitchey.storage import pitches as store
 from pitchey.validation import ListQuery, parse_id, read_json, validate_pitch
@@ -71,11 +71,24 @@ async def access_map(services: Services, user: User) -> dict[str, str]:
     return result
 
 
-def list_pitches_now(request: web.Request) -> web.StreamResponse | None:
-    """The hot path: a cached page, answered without a coroutine (None on a miss)."""
-    services = request.app[SERVICES]
-    body = services.cached_now("pitches", services.list_query(request).cache_key)
-    return None if body is None else json_body(body)
+def cached_page_answer(app: web.Application) -> AnswerNow:
+    """The list route's hot path: a page the in-process cache holds, answered without a
+    coroutine (None sends the request on to `list_pitches`: a miss, Redis, or a query
+    string not validated yet)."""
+    resolved: list[Services] = []  # app[SERVICES] exists from startup on, then never changes
+
+    def answer(request: web.Request) -> web.StreamResponse | None:
+        services = resolved[0] if resolved else None
+        if services is None:
+            services = app[SERVICES]
+            resolved.append(services)
+        query = services.list_queries.get(request.query_string)
+        if query is None:
+            return None
+        body = services.cached_now("pitches", query.cache_key)
+        return None if body is None else json_body(body)
+
+    return answer
 
 
 async def list_pitches(request: web.Request) -> web.StreamResponse:
@@ -168,7 +181,8 @@ async def delete_pitch(request: web.Request) -> web.StreamResponse:
 
 
 def add_pitch_routes(router: RouteTable) -> None:
-    router.add_get("/api/pitches", list_pitches, name="pitches_list", answer_now=list_pitches_now)
+    router.add_get("/api/pitches", list_pitches, name="pitches_list",
+                   answer_now=cached_page_answer(router.app))
     router.add_post("/api/pitches", create_pitch, name="pitches_create")
     router.add_get(r"/api/pitches/{id:\d+}", get_pitch, name="pitches_get")
     router.add_put(r"/api/pitches/{id:\d+}", update_pitch, name="pitches_update")

@@ -177,8 +177,27 @@ class SQLiteDatabase:
                 pragmas.append("PRAGMA journal_mode = WAL")
             pragmas.append("PRAGMA synchronous = NORMAL")
         for pragma in pragmas:
-            await _guard(partial(conn.execute_fetchall, pragma))
+            if pragma.startswith("PRAGMA journal_mode"):
+                await self._switch_journal_mode(conn, pragma)
+            else:
+                await _guard(partial(conn.execute_fetchall, pragma))
         return conn
+
+    async def _switch_journal_mode(self, conn: aiosqlite.Connection, pragma: str) -> None:
+        """Switching to WAL needs the database to itself for a moment, and SQLite answers
+        SQLITE_BUSY at once, without its busy handler, when another connection is doing
+        the same (several instances opening one new file together): retry within the
+        busy timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000.0
+        while True:
+            try:
+                await _guard(partial(conn.execute_fetchall, pragma))
+                return
+            except StorageUnavailable:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.005)
 
     async def _ensure_open(self) -> None:
         if self._opened:
