@@ -11,7 +11,8 @@ __all__ = ["ApiError", "StorageUnavailable", "json_error", "field_errors"]
 
 
 class ApiError(Exception):
-    """Raised by handlers; the request wrapper (pitchey.instrumentation) renders it as `{"error": {...}}` with `status`."""
+    """Raised by handlers; the request wrapper (`pitchey.instrumentation`) renders it as
+    `{"error": {...}}` with `status`."""
 
     def __init__(
         self,
