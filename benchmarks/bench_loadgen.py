@@ -311,7 +311,8 @@ def _sweep_step(tmp: Path, url: str, users: int) -> dict[str, float]:
     spawn_rate = users / THINK_S
     window = THINK_S
     # shared connections: 100k users must not need 100k sockets
-    scenario = _scenario(tmp, users, THINK_S, window + 15, spawn_rate, connection_pool=200)
+    scenario = _scenario(tmp, users, THINK_S, window + 15, spawn_rate,
+                         connection_pool=max(200, users // 150))
     stream = tmp / f"sweep-{users}.jsonl"
     process = _locust(tmp, SUITE_LOCUSTFILE, url, [
         "--pitchey-scenario", str(scenario), "--pitchey-stream", str(stream)],

@@ -102,11 +102,6 @@ def _init_worker(environment: Environment, runner: Any) -> None:
     runtime = runtime_of(environment)
     PortalUser.default_headers = {"X-Pitchey-Region": runtime.region}
 
-    def on_request(request_type: str, name: str, response_time: float, response: Any = None,
-                   context: dict[str, Any] | None = None, exception: BaseException | None = None,
-                   **_: Any) -> None:
-        runtime.on_request(request_type, name, response_time, response, context, exception)
-
     def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         data["pitchey"] = runtime.report()
 
@@ -116,7 +111,7 @@ def _init_worker(environment: Environment, runner: Any) -> None:
     def on_flush(environment: Environment, msg: Any, **_: Any) -> None:
         runner.send_message("pitchey_final", runtime.report(final=True))
 
-    _listen(environment.events.request, on_request)
+    _listen(environment.events.request, runtime.on_request)
     _listen(environment.events.test_start, lambda **_: _worker_start(environment, runtime))
     _listen(environment.events.spawning_complete, lambda **_: _freeze_users())
     if isinstance(runner, WorkerRunner):
@@ -141,7 +136,7 @@ def _worker_start(environment: Environment, runtime: WorkerRuntime) -> None:
     if not runtime.samplers_started:
         runtime.samplers_started = True
         gevent.spawn(_probe_loop, runtime)
-        gevent.spawn(_sample_loop, runtime)
+        gevent.spawn(_sample_loop, runtime, environment)
 
 
 def _configure_users(environment: Environment, scenario: Scenario) -> None:
@@ -159,11 +154,27 @@ def _freeze_users() -> None:
     """Users spawned: move them out of the garbage collector's sight.
 
     Tens of thousands of users are millions of long-lived objects; every full collection
-    walks them all (tens of milliseconds at 20,000 users) and every request in flight waits.
-    `gc.freeze()` (constant time) puts what exists now in the permanent generation; objects
-    made later are collected as usual.
+    walks them all (tens of milliseconds at 20,000 users, seconds at 100,000) and every
+    request in flight waits. `gc.freeze()` (constant time) puts what exists now in the
+    permanent generation; objects made later are collected as usual, and frozen ones are still
+    freed by reference counting when dropped.
     """
     gc.freeze()
+
+
+class _FreezeWhileSpawning:
+    """A long ramp may not reach `spawning_complete` for minutes (or, with a shape, at all):
+    freeze again each time the user count has grown by `step` since the last freeze, so
+    full collections never walk the users spawned so far."""
+
+    def __init__(self, step: int = 2_000) -> None:
+        self.step = step
+        self._frozen_at = 0
+
+    def check(self, users: int) -> None:
+        if users - self._frozen_at >= self.step:
+            self._frozen_at = users
+            _freeze_users()
 
 
 def _probe_loop(runtime: WorkerRuntime) -> None:
@@ -174,13 +185,17 @@ def _probe_loop(runtime: WorkerRuntime) -> None:
         runtime.probe.observe(time.perf_counter() - started)
 
 
-def _sample_loop(runtime: WorkerRuntime) -> None:
+def _sample_loop(runtime: WorkerRuntime, environment: Environment) -> None:
     meter = CpuMeter()
+    freezer = _FreezeWhileSpawning()
     next_at = time.time() + 1.0
     while True:
         gevent.sleep(max(0.0, next_at - time.time()))
         next_at += 1.0
         runtime.sample_generator(meter.read())
+        runner = environment.runner
+        if runner is not None:
+            freezer.check(runner.user_count)
 
 
 # --- master ----------------------------------------------------------------------------------

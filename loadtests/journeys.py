@@ -51,7 +51,7 @@ def journey(weight: int) -> Callable[[Task], Task]:
 
     def decorate(function: Task) -> Task:
         def run(user: PortalUser) -> None:
-            if user.begin_task():
+            if user.runtime.arrivals is None or user.begin_task():  # closed model: go
                 function(user)
 
         run.__name__ = function.__name__
@@ -97,14 +97,20 @@ class PortalUser(FastHttpUser):
         self.creators: dict[int, int] = {}  # pitch id -> creator id
         self.pages = 1
         self._intended: float | None = None
-        self._lateness_ms: float | None = None
+        # what every request of this user reports in Locust's context; Locust copies it per
+        # request, so one dict per user serves (the open model updates its lateness)
+        self._context: dict[str, Any] = {"user_class": self.portal, "lateness_ms": None}
+        self._think: tuple[float, float] | None = None  # the scenario's range, read once
 
     # pacing ------------------------------------------------------------------------------------
     def wait_time(self) -> float:
         arrivals = self.runtime.arrivals
         if arrivals is None:
-            low, high = self.runtime.think_time(self.portal)
-            return random.uniform(low, high)
+            think = self._think
+            if think is None:
+                think = self._think = self.runtime.think_time(self.portal)
+            low, high = think
+            return low + (high - low) * random.random()
         self._intended = arrivals.take()
         if self._intended is None:
             return 1.0  # the schedule is used up; the shape ends the run shortly
@@ -119,11 +125,11 @@ class PortalUser(FastHttpUser):
             return False
         lateness_ms = max(0.0, (time.time() - self._intended) * 1000.0)
         arrivals.started(lateness_ms)
-        self._lateness_ms = lateness_ms
+        self._context["lateness_ms"] = lateness_ms
         return True
 
     def context(self) -> dict[str, Any]:
-        return {"user_class": self.portal, "lateness_ms": self._lateness_ms}
+        return self._context
 
     def on_start(self) -> None:
         self.login()

@@ -61,9 +61,10 @@ class WorkerRecorder:
         pending = cells.get((endpoint, user_class))
         if pending is None:
             pending = cells[(endpoint, user_class)] = _Pending()
-        pending.service.append(us(service_ms))
+        # us(), inlined: this runs once per request
+        pending.service.append(max(1, int(service_ms * 1000.0 + 0.5)))
         if corrected_ms is not None:
-            pending.corrected.append(us(corrected_ms))
+            pending.corrected.append(max(1, int(corrected_ms * 1000.0 + 0.5)))
         pending.requests += 1
         pending.failures += failed
         self.requests += 1

@@ -121,17 +121,21 @@ class WorkerRuntime:
 
     # recording -------------------------------------------------------------------------------
     def on_request(self, request_type: str, name: str, response_time: float,
-                   response: Any, context: dict[str, Any] | None,
-                   exception: BaseException | None) -> None:
-        """Locust's `request` event: one latency into this second's cell."""
-        user_class = (context or {}).get("user_class") or "unknown"
-        lateness = (context or {}).get("lateness_ms")
-        corrected = None if lateness is None else response_time + lateness
+                   response: Any = None, context: dict[str, Any] | None = None,
+                   exception: BaseException | None = None, **_: Any) -> None:
+        """Locust's `request` event (registered as the listener itself: no wrapper frame on
+        the request path): one latency into this second's cell."""
+        if context:
+            user_class = context.get("user_class") or "unknown"
+            lateness = context.get("lateness_ms")
+        else:
+            user_class, lateness = "unknown", None
         failed = exception is not None
         if failed and not getattr(response, "status_code", 0):
             self.recorder.unreachable += 1
         self.recorder.record(self.clock(), f"{request_type} {name}", user_class,
-                             response_time, failed, corrected)
+                             response_time, failed,
+                             None if lateness is None else response_time + lateness)
 
     def sample_generator(self, cpu_percent: float) -> None:
         """Once a second: CPU since the last sample and this second's loop-lag probes."""
