@@ -28,6 +28,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadtests.heap import HeapFreezer
 from loadtests.journeys import PortalUser
 from loadtests.master import MasterBook
 from loadtests.runtime import WorkerRuntime, runtime_of
@@ -162,27 +163,6 @@ def _freeze_users() -> None:
     gc.freeze()
 
 
-class _Freezer:
-    """Keeps the collector's full passes short for the whole run, not just after spawning.
-
-    Between two requests a user sleeps for its think time, and what the sleep holds (the
-    greenlet's frames, its timer and waiter) is made after any one-off freeze and lives long
-    enough to reach the oldest generation: at 100,000 users that is over a million objects,
-    and each full collection walked them all (40 ms growing to 400 ms every two seconds,
-    measured), stalling every request in flight. Freezing once a second keeps the oldest
-    generation nearly empty. Cycles are still found by the young collections, which run many
-    times a second; frozen objects are still freed by reference counting."""
-
-    def __init__(self, every_s: float = 1.0) -> None:
-        self.every_s = every_s
-        self._last = 0.0
-
-    def tick(self, now: float) -> None:
-        if now - self._last >= self.every_s:
-            self._last = now
-            _freeze_users()
-
-
 def _probe_loop(runtime: WorkerRuntime) -> None:
     interval = runtime.probe.interval_s
     while True:
@@ -193,7 +173,7 @@ def _probe_loop(runtime: WorkerRuntime) -> None:
 
 def _sample_loop(runtime: WorkerRuntime) -> None:
     meter = CpuMeter()
-    freezer = _Freezer()
+    freezer = HeapFreezer(freeze=_freeze_users)
     next_at = time.time() + 1.0
     while True:
         gevent.sleep(max(0.0, next_at - time.time()))
