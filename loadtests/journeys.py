@@ -52,7 +52,10 @@ def journey(weight: int) -> Callable[[Task], Task]:
     def decorate(function: Task) -> Task:
         def run(user: PortalUser) -> None:
             if user.runtime.arrivals is None or user.begin_task():  # closed model: go
-                function(user)
+                if TRACE_SAMPLE_RATIO > 0 and random.random() < TRACE_SAMPLE_RATIO:
+                    user.traced(function)
+                else:
+                    function(user)
 
         run.__name__ = function.__name__
         run.__doc__ = function.__doc__
@@ -61,9 +64,11 @@ def journey(weight: int) -> Callable[[Task], Task]:
     return decorate
 
 
-# Share of requests that carry a sampled W3C `traceparent`: the service's parent-based sampler
-# follows the flag, so those requests' spans land in the run's spans.jsonl under the trace id
-# the generator chose, and a slow one can be followed into the service.
+# Share of journeys whose requests carry a sampled W3C `traceparent` (a fresh trace per
+# request): the service's parent-based sampler follows the flag, so those requests' spans land
+# in the run's spans.jsonl under the trace id the generator chose, and a slow one can be
+# followed into the service. Drawn per journey, not per request, so the other journeys' requests
+# pay nothing for it.
 TRACE_SAMPLE_RATIO = float(os.environ.get("PITCHEY_TRACE_SAMPLE_RATIO", "0.01"))
 
 
@@ -90,8 +95,6 @@ class PortalUser(FastHttpUser):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.runtime: WorkerRuntime = runtime_of(environment)
-        if TRACE_SAMPLE_RATIO > 0:  # every get/post goes through the session's request()
-            self.client.request = _with_traceparent(self.client.request)  # type: ignore[method-assign]
         self.user_id: int | None = None
         self.pitch_ids: list[int] = []
         self.creators: dict[int, int] = {}  # pitch id -> creator id
@@ -130,6 +133,16 @@ class PortalUser(FastHttpUser):
 
     def context(self) -> dict[str, Any]:
         return self._context
+
+    def traced(self, function: Callable[[PortalUser], None]) -> None:
+        """Run one journey with a sampled `traceparent` on each of its requests: every
+        get/post goes through the session's request(), wrapped for this journey only."""
+        session = self.client
+        session.request = _with_traceparent(session.request)  # type: ignore[method-assign]
+        try:
+            function(self)
+        finally:
+            del session.request  # the class's method again
 
     def on_start(self) -> None:
         self.login()

@@ -59,7 +59,7 @@ def kill_tree(process: subprocess.Popen[str]) -> None:
 @pytest.mark.integration
 def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     process = pitchey_run("smoke", "--duration", "14", out=tmp_path,
-                          env={"PITCHEY_TRACE_SAMPLE_RATIO": "0.05"})
+                          env={"PITCHEY_TRACE_SAMPLE_RATIO": "0.2"})
     try:
         output, _ = process.communicate(timeout=110)
     finally:
