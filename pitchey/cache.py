@@ -4,16 +4,53 @@ Invalidation uses generations: every cached key embeds its namespace's generatio
 and a write bumps the generation, so every instance sharing the same Redis stops reading
 the old entries at once, without scanning keys. A client therefore never reads its own
 write stale.
+
+Redis going away degrades the service instead of failing it: reads become misses (served from
+the database), stores are skipped, and a bump that cannot be made is logged (entries already
+cached expire with their TTL). Only a delete, which logout relies on to end a session, raises
+`CacheUnavailable` (answered 503). `ping()` raises, so the health endpoints report the outage.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Cache", "MemoryCache", "RedisCache", "open_cache", "read_through"]
+__all__ = [
+    "Cache", "CacheUnavailable", "MemoryCache", "RedisCache", "open_cache", "read_through"
+]
+
+log = logging.getLogger("pitchey.cache")
+# A generation no entry is stored under while Redis cannot say the real one.
+_UNKNOWN_GENERATION = -1
+
+
+class CacheUnavailable(Exception):
+    """The shared cache cannot be reached for an operation that must not be skipped."""
+
+
+class ThrottledWarning:
+    """Logs a recurring failure at most once per `every_s`, with how many were not logged."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._every_s = every_s
+        self._clock = clock
+        self._last: float | None = None
+        self._silenced = 0
+
+    def warn(self, message: str) -> None:
+        now = self._clock()
+        if self._last is not None and now - self._last < self._every_s:
+            self._silenced += 1
+            return
+        suffix = f" ({self._silenced} more since the last warning)" if self._silenced else ""
+        self._logger.warning("%s%s", message, suffix)
+        self._last, self._silenced = now, 0
 
 
 class Cache(Protocol):
@@ -98,26 +135,54 @@ class RedisCache:
 
     def __init__(self, url: str, prefix: str = "pitchey:") -> None:
         import redis.asyncio as redis_asyncio
+        import redis.exceptions as redis_exceptions
 
         self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
         self._prefix = prefix
+        self._errors: tuple[type[BaseException], ...] = (
+            redis_exceptions.RedisError, OSError, TimeoutError
+        )
+        self._warning = ThrottledWarning(log)
+
+    def _degraded(self, operation: str, exc: BaseException) -> None:
+        self._warning.warn(f"redis cache unavailable, {operation} skipped: "
+                           f"{type(exc).__name__}: {exc}")
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._redis.get(self._prefix + key)
+        try:
+            value = await self._redis.get(self._prefix + key)
+        except self._errors as exc:
+            self._degraded("read (served as a miss)", exc)
+            return None
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        await self._redis.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
+        try:
+            await self._redis.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
+        except self._errors as exc:
+            self._degraded("store", exc)
 
     async def delete(self, key: str) -> None:
-        await self._redis.delete(self._prefix + key)
+        try:
+            await self._redis.delete(self._prefix + key)
+        except self._errors as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def generation(self, namespace: str) -> int:
-        value = await self._redis.get(self._prefix + "gen:" + namespace)
+        try:
+            value = await self._redis.get(self._prefix + "gen:" + namespace)
+        except self._errors as exc:
+            self._degraded("generation read", exc)
+            return _UNKNOWN_GENERATION
         return int(value) if value is not None else 0
 
     async def bump(self, namespace: str) -> int:
-        return int(await self._redis.incr(self._prefix + "gen:" + namespace))
+        try:
+            return int(await self._redis.incr(self._prefix + "gen:" + namespace))
+        except self._errors as exc:
+            self._degraded(f"invalidation of {namespace!r} (its entries expire with their TTL)",
+                           exc)
+            return _UNKNOWN_GENERATION
 
     async def ping(self) -> float:
         started = time.perf_counter()

@@ -28,6 +28,7 @@ from aiohttp import hdrs, web
 if TYPE_CHECKING:
     from opentelemetry.trace import Status
 
+from pitchey.cache import CacheUnavailable
 from pitchey.errors import ApiError, StorageUnavailable, json_error
 from pitchey.metrics import ServiceMetrics
 from pitchey.ratelimit import MemoryRateLimiter, RateLimiter
@@ -99,6 +100,11 @@ def _render_exception(exc: BaseException) -> web.StreamResponse:
     if isinstance(exc, StorageUnavailable):
         return json_error(
             503, "storage_unavailable", "storage is unavailable; nothing was changed",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, CacheUnavailable):
+        return json_error(
+            503, "cache_unavailable", "the shared cache is unavailable; try again",
             headers={"Retry-After": "1"},
         )
     log.exception("unhandled error", exc_info=exc)

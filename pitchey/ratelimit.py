@@ -6,6 +6,7 @@ client (INCR and EXPIRE in one round trip).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -72,20 +73,34 @@ class RedisRateLimiter:
         self, url: str, limit: int, window_s: int = 60, clock: Callable[[], float] = time.time
     ) -> None:
         import redis.asyncio as redis_asyncio
+        import redis.exceptions as redis_exceptions
+
+        from pitchey.cache import ThrottledWarning
 
         self.limit = limit
         self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
         self._window_s = window_s
         self._clock = clock
+        self._errors: tuple[type[BaseException], ...] = (
+            redis_exceptions.RedisError, OSError, TimeoutError
+        )
+        self._warning = ThrottledWarning(logging.getLogger("pitchey.ratelimit"))
 
     async def hit(self, client: str) -> Decision:
+        """Counts in Redis; with Redis unreachable the limit fails open (the request is
+        allowed, a warning logged): an outage of the counter must not become one of the API."""
         now = self._clock()
         window = int(now // self._window_s)
         key = f"pitchey:rl:{client}:{window}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, self._window_s + 1)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self._window_s + 1)
+                count, _ = await pipe.execute()
+        except self._errors as exc:
+            self._warning.warn(f"redis rate limiter unavailable, request allowed: "
+                               f"{type(exc).__name__}: {exc}")
+            return _ALLOWED
         if int(count) <= self.limit:
             return _ALLOWED
         return Decision(False, max(1, math.ceil((window + 1) * self._window_s - now)))

@@ -61,31 +61,29 @@ async def list_for_creator(
     conn: Connection, creator_id: int, status: str | None, limit: int, offset: int
 ) -> list[Row]:
     """Requests on this creator's pitches, newest first."""
-    if status is None:
-        return await conn.fetch(
-            f"SELECT {_COLUMNS}{_FROM} WHERE p.creator_id = $1 "
-            "ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3",
-            creator_id, limit, offset,
-        )
-    return await conn.fetch(
-        f"SELECT {_COLUMNS}{_FROM} WHERE p.creator_id = $1 AND r.status = $2 "
-        "ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4",
-        creator_id, status, limit, offset,
-    )
+    return await _list_where(conn, "p.creator_id", creator_id, status, limit, offset)
 
 
 async def list_for_requester(
     conn: Connection, user_id: int, status: str | None, limit: int, offset: int
 ) -> list[Row]:
     """Requests this investor/production user made, newest first."""
+    return await _list_where(conn, "r.user_id", user_id, status, limit, offset)
+
+
+async def _list_where(
+    conn: Connection, column: str, owner_id: int, status: str | None, limit: int, offset: int
+) -> list[Row]:
+    """Requests where `column` (one of the two fixed names above, never input) is `owner_id`,
+    optionally of one status, newest first; every value is a bound parameter."""
     if status is None:
         return await conn.fetch(
-            f"SELECT {_COLUMNS}{_FROM} WHERE r.user_id = $1 "
+            f"SELECT {_COLUMNS}{_FROM} WHERE {column} = $1 "
             "ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3",
-            user_id, limit, offset,
+            owner_id, limit, offset,
         )
     return await conn.fetch(
-        f"SELECT {_COLUMNS}{_FROM} WHERE r.user_id = $1 AND r.status = $2 "
+        f"SELECT {_COLUMNS}{_FROM} WHERE {column} = $1 AND r.status = $2 "
         "ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4",
-        user_id, status, limit, offset,
+        owner_id, status, limit, offset,
     )
