@@ -75,7 +75,8 @@ _MAX_BODY = 1024 * 1024
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
 _LATENCY_PREFIX = "/_edge/regions/"
 _SECURITY = list(SECURITY_HEADERS.items())
-_ROUTE = re.compile(r"^x-pitchey-route[ \t]*:[ \t]*([^\r\n]*)\r\n", re.IGNORECASE | re.MULTILINE)
+# searched in "\n" + head: a literal first character is much faster than a MULTILINE "^"
+_ROUTE = re.compile(r"\nx-pitchey-route[ \t]*:[ \t]*([^\r\n]*)\r\n", re.IGNORECASE)
 CoalesceKey = tuple[str, ...]
 
 
@@ -331,7 +332,7 @@ class EdgeServer:
 
     def _respond(self, upstream: UpstreamResponse, cache_state: str,
                  age: str | None = None) -> tuple[HttpResponse, str]:
-        found = _ROUTE.search(upstream.head)
+        found = _ROUTE.search("\n" + upstream.head)
         route = found.group(1) if found else _PROXY_ROUTE
         answered = upstream.outcome in ANSWERED
         headers = [(EDGE_CACHE_HEADER, cache_state)]
