@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from opentelemetry import trace
-
 if TYPE_CHECKING:
     from pitchey.metrics import ServiceMetrics
     from pitchey.tracing import Tracing
@@ -81,7 +79,7 @@ class QueryInstruments:
         operation = operation_of(sql)
         started = time.perf_counter()
         try:
-            if self.tracing is not None and trace.get_current_span().is_recording():
+            if self.tracing is not None and self.tracing.recording():
                 with self.tracing.span(
                     "db.query", db_system=self.system, db_operation=operation,
                     db_statement=sql[:200],
