@@ -129,6 +129,9 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[HttpRequest | HttpResponse] = deque()
         self._keep_alive: deque[bool] = deque()
         self._task: asyncio.Task[None] | None = None
+        # set while the connection's serving task waits for the next request: one task per
+        # connection, woken by a future, instead of a new task per request
+        self._idle: asyncio.Future[None] | None = None
         self._paused = False
         self._closing = False
         self._expect_continue = False
@@ -215,14 +218,30 @@ class _Connection(asyncio.Protocol):
         if len(self._queue) >= _MAX_PIPELINE and self._transport is not None:
             self._transport.pause_reading()
             self._paused = True
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve())
+        self._wake()
 
     # -- answering ------------------------------------------------------------------------
 
+    def _wake(self) -> None:
+        """Hand the queue to the serving task: wake it if it waits, start it if none runs."""
+        idle = self._idle
+        if idle is not None:
+            self._idle = None
+            if not idle.done():
+                idle.set_result(None)
+        elif self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+
     async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while self._queue and self._transport is not None:
+            while self._transport is not None:
+                if not self._queue:
+                    if self._server.stopping:
+                        return
+                    self._idle = loop.create_future()
+                    await self._idle  # the next request, or cancelled when the peer leaves
+                    continue
                 item = self._queue.popleft()
                 keep_alive = self._keep_alive.popleft()
                 response = item if isinstance(item, HttpResponse) else await self._answer(item)
@@ -236,6 +255,7 @@ class _Connection(asyncio.Protocol):
                         self._transport.resume_reading()
         finally:
             self._task = None
+            self._idle = None
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -273,8 +293,7 @@ class _Connection(asyncio.Protocol):
         self._keep_alive.append(False)
         if self._transport is not None:
             self._transport.pause_reading()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve())
+        self._wake()
 
     def _close(self) -> None:
         self._closing = True
@@ -288,7 +307,8 @@ class _Connection(asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return self._task is not None
+        """Answering (or about to): not merely waiting for the next request."""
+        return self._task is not None and self._idle is None
 
     def sweep(self, sweeps_allowed: int) -> None:
         """Called every sweep interval: close after `sweeps_allowed` sweeps without activity."""
