@@ -20,12 +20,21 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 __all__ = [
-    "Cache", "CacheUnavailable", "MemoryCache", "RedisCache", "open_cache", "read_through"
+    "Cache", "CacheUnavailable", "MemoryCache", "RedisCache", "ThrottledWarning", "open_cache",
+    "read_through", "redis_failures",
 ]
 
 log = logging.getLogger("pitchey.cache")
 # A generation no entry is stored under while Redis cannot say the real one.
 _UNKNOWN_GENERATION = -1
+
+
+def redis_failures() -> tuple[type[BaseException], ...]:
+    """What a Redis call raises when Redis is unreachable or too slow (the cache and the rate
+    limiter degrade on exactly these; anything else is a bug and propagates)."""
+    import redis.exceptions as redis_exceptions
+
+    return (redis_exceptions.RedisError, OSError, TimeoutError)
 
 
 class CacheUnavailable(Exception):
@@ -135,13 +144,10 @@ class RedisCache:
 
     def __init__(self, url: str, prefix: str = "pitchey:") -> None:
         import redis.asyncio as redis_asyncio
-        import redis.exceptions as redis_exceptions
 
         self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
         self._prefix = prefix
-        self._errors: tuple[type[BaseException], ...] = (
-            redis_exceptions.RedisError, OSError, TimeoutError
-        )
+        self._errors = redis_failures()
         self._warning = ThrottledWarning(log)
 
     def _degraded(self, operation: str, exc: BaseException) -> None:

@@ -175,10 +175,10 @@ class Instrumentation:
         take the handler, so their cache and storage spans are recorded."""
         limited = (rate_limited and self._settings.rate_limit_per_minute > 0
                    and route not in UNLIMITED_PATHS)
-        retry_after_now = self._retry_after_now if limited else None
         # the in-process limiter, keyed by the peer address, is answered inline; a trusted
         # proxy's X-Forwarded-For or the Redis limiter take the general path
-        inline_limit = retry_after_now is not None and not self._settings.trust_forwarded_for
+        inline_limit = (self._retry_after_now
+                        if limited and not self._settings.trust_forwarded_for else None)
         refuse = self._refuse
         limit = self._limit
         allowed_origin = self._allowed_origin
@@ -204,8 +204,8 @@ class Instrumentation:
             method = request.method
             try:
                 response: web.StreamResponse | None = None
-                if inline_limit:
-                    retry_after_s = retry_after_now(request.remote or "unknown")  # type: ignore[misc]
+                if inline_limit is not None:
+                    retry_after_s = inline_limit(request.remote or "unknown")
                     if retry_after_s:
                         response = refuse(retry_after_s)
                 elif limited:

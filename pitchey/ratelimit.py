@@ -73,17 +73,14 @@ class RedisRateLimiter:
         self, url: str, limit: int, window_s: int = 60, clock: Callable[[], float] = time.time
     ) -> None:
         import redis.asyncio as redis_asyncio
-        import redis.exceptions as redis_exceptions
 
-        from pitchey.cache import ThrottledWarning
+        from pitchey.cache import ThrottledWarning, redis_failures
 
         self.limit = limit
         self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
         self._window_s = window_s
         self._clock = clock
-        self._errors: tuple[type[BaseException], ...] = (
-            redis_exceptions.RedisError, OSError, TimeoutError
-        )
+        self._errors = redis_failures()
         self._warning = ThrottledWarning(logging.getLogger("pitchey.ratelimit"))
 
     async def hit(self, client: str) -> Decision:
