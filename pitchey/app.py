@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import platform
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -41,9 +41,12 @@ def create_app(
     cache: Cache | None = None,
     span_exporter: SpanExporter | None = None,
     probe_interval_s: float = PROBE_INTERVAL_S,
+    extra_routes: Callable[[RouteTable], None] | None = None,
 ) -> web.Application:
     """Build the service. Injected `database` and `cache` are used as they are and left open
-    (their owner closes them); otherwise they are opened from `settings` at startup."""
+    (their owner closes them); otherwise they are opened from `settings` at startup.
+    `extra_routes` registers a deployment's own routes (the geo worker's) on the same
+    instrumented table, before the catch-all that would otherwise shadow them."""
     metrics = ServiceMetrics(registry if registry is not None else CollectorRegistry())
     metrics.build_info.labels(
         settings.version, settings.region, settings.backend, platform.python_version()
@@ -65,6 +68,8 @@ def create_app(
     from pitchey.api import add_routes
 
     add_routes(app, routes)
+    if extra_routes is not None:
+        extra_routes(routes)
     routes.add_fallback()  # last: it matches every path
     return app
 

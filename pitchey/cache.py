@@ -20,13 +20,15 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 __all__ = [
-    "Cache", "CacheUnavailable", "MemoryCache", "RedisCache", "ThrottledWarning", "open_cache",
-    "read_through", "redis_failures",
+    "Cache", "CacheUnavailable", "Loader", "MemoryCache", "RedisCache", "ThrottledWarning",
+    "load_and_store", "open_cache", "read_through", "redis_failures",
 ]
 
 log = logging.getLogger("pitchey.cache")
 # A generation no entry is stored under while Redis cannot say the real one.
 _UNKNOWN_GENERATION = -1
+
+Loader = Callable[[], Awaitable[bytes]]
 
 
 def redis_failures() -> tuple[type[BaseException], ...]:
@@ -70,8 +72,19 @@ class Cache(Protocol):
     async def delete(self, key: str) -> None: ...
     async def generation(self, namespace: str) -> int: ...
     async def bump(self, namespace: str) -> int: ...
+    async def fill(self, key: str, ttl_s: float, loader: Loader) -> bytes:
+        """A miss of `key`: `loader()`'s bytes, stored for `ttl_s`. A cache may let
+        concurrent misses of one key share a single load (the geo worker's does)."""
+        ...
     async def ping(self) -> float: ...
     async def close(self) -> None: ...
+
+
+async def load_and_store(cache: Cache, key: str, ttl_s: float, loader: Loader) -> bytes:
+    """`fill` without sharing: every miss loads for itself."""
+    value = await loader()
+    await cache.set(key, value, ttl_s)
+    return value
 
 
 class MemoryCache:
@@ -129,6 +142,9 @@ class MemoryCache:
         value = self._generations.get(namespace, 0) + 1
         self._generations[namespace] = value
         return value
+
+    async def fill(self, key: str, ttl_s: float, loader: Loader) -> bytes:
+        return await load_and_store(self, key, ttl_s, loader)
 
     async def ping(self) -> float:
         return 0.0
@@ -190,6 +206,9 @@ class RedisCache:
                            exc)
             return _UNKNOWN_GENERATION
 
+    async def fill(self, key: str, ttl_s: float, loader: Loader) -> bytes:
+        return await load_and_store(self, key, ttl_s, loader)
+
     async def ping(self) -> float:
         started = time.perf_counter()
         await self._redis.ping()
@@ -208,7 +227,7 @@ async def read_through(
     namespace: str,
     key: str,
     ttl_s: float,
-    loader: Callable[[], Awaitable[bytes]],
+    loader: Loader,
     on_lookup: Callable[[bool], None] | None = None,
 ) -> bytes:
     """Return the cached bytes for `namespace/key`, loading and storing them on a miss."""
@@ -221,6 +240,5 @@ async def read_through(
     if on_lookup is not None:
         on_lookup(value is not None)
     if value is None:
-        value = await loader()
-        await cache.set(full_key, value, ttl_s)
+        value = await cache.fill(full_key, ttl_s, loader)
     return value

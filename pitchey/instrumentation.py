@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import random
 import time
@@ -50,6 +51,7 @@ __all__ = [
     "RouteTable",
     "UNLIMITED_PATHS",
     "UNMATCHED_ROUTE",
+    "client_address",
     "route_template",
 ]
 
@@ -85,6 +87,25 @@ def route_template(request: web.Request) -> str:
 
 def _peer_of(request: web.Request) -> str:
     return request.remote or "unknown"
+
+
+def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
+    """The address the rate limit counts a request against.
+
+    Behind a trusted proxy that is the right-most entry of the last X-Forwarded-For line:
+    the proxy (HAProxy's `option forwardfor`) appends the address it saw after whatever the
+    client sent, and only that entry is not the client's to choose. A left-most entry would let
+    a client rotate its own header past the limit. A last entry that is empty or not an IP
+    address (no proxy added one) counts against the peer, i.e. the proxy, instead."""
+    if trust_forwarded_for:
+        lines = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
+        if lines:
+            last = lines[-1].rpartition(",")[2].strip()
+            try:
+                return str(ipaddress.ip_address(last))  # one spelling per address
+            except ValueError:
+                pass
+    return _peer_of(request)
 
 
 def _render_exception(exc: BaseException) -> web.StreamResponse:
@@ -135,11 +156,7 @@ class Instrumentation:
     # -- the rate limit, shared by the wrappers and the fallback --------------------------
 
     def _client_of(self, request: web.Request) -> str:
-        if self._settings.trust_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For")
-            if forwarded:
-                return forwarded.split(",", 1)[0].strip()
-        return _peer_of(request)
+        return client_address(request, self._settings.trust_forwarded_for)
 
     def _refuse(self, retry_after_s: int) -> web.Response:
         self._metrics.rate_limited.inc()

@@ -83,6 +83,7 @@ class Settings:
     session_cache_ttl_s: int = 300
     # seed 000: 100 requests/min per client IP; 0 disables
     rate_limit_per_minute: int = 100
+    # behind a proxy: the client IP is the right-most X-Forwarded-For entry (the proxy's own)
     trust_forwarded_for: bool = False
     frontend_origin: str = "http://localhost:5173"
     cookie_secure: bool = False

@@ -5,13 +5,20 @@ entries, so invalidation must cross processes: namespace generations (`bump`) an
 keys live in the topology's shared generations file, and every entry carries the generation
 of its key, so a `delete` in one region (a logout, say) is seen by all. With Redis the
 entries are shared already and only the TTL cap applies.
+
+Concurrent misses of one key share one load (request coalescing, seed 003): the first miss
+loads and stores, the others within the coalescing window wait for its bytes instead of
+asking storage again. The key is the full cache key, namespace generation included, so a
+miss after a write never joins a load that started before it.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
-from pitchey.cache import Cache
+from pitchey.cache import Cache, Loader, load_and_store
+from pitchey.geo.coalesce import Coalescer
 from pitchey.geo.generations import Generations
 
 __all__ = ["RegionalCache"]
@@ -20,12 +27,21 @@ _STAMP = struct.Struct("<Q")
 
 
 class RegionalCache:
-    def __init__(self, inner: Cache, generations: Generations, ttl_cap_s: float) -> None:
+    def __init__(
+        self,
+        inner: Cache,
+        generations: Generations,
+        ttl_cap_s: float,
+        coalescer: Coalescer[str, bytes] | None = None,
+    ) -> None:
         self._inner = inner
         self._generations = generations
         self._ttl_cap_s = ttl_cap_s
         self._shared_store = inner.kind != "memory"
+        self._coalescer = coalescer
         self.kind = inner.kind
+        # Called once per miss that joined another miss's load (the worker counts them).
+        self.on_joined: Callable[[], None] | None = None
 
     async def get(self, key: str) -> bytes | None:
         if self._ttl_cap_s <= 0:
@@ -51,6 +67,17 @@ class RegionalCache:
         if not self._shared_store:
             self._generations.bump((f"k:{key}",))
         await self._inner.delete(key)
+
+    async def fill(self, key: str, ttl_s: float, loader: Loader) -> bytes:
+        coalescer = self._coalescer
+        if coalescer is None or not coalescer.enabled:
+            return await load_and_store(self, key, ttl_s, loader)
+        # The shared call stores too, so joiners do not write the same bytes again.
+        value, joined = await coalescer.run(
+            key, lambda: load_and_store(self, key, ttl_s, loader))
+        if joined and self.on_joined is not None:
+            self.on_joined()
+        return value
 
     async def generation(self, namespace: str) -> int:
         if self._shared_store:

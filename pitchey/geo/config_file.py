@@ -8,6 +8,7 @@ dotted key, so a person can fix it without reading code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +22,7 @@ from pitchey.geo.regions import (
     BreakerConfig,
     CacheConfig,
     CoalescingConfig,
+    EdgeConfig,
     GeoConfig,
     HealthConfig,
     LatencyConfig,
@@ -41,13 +43,16 @@ _T = TypeVar("_T")
 # Keys whose value must be strictly positive (every other number only has to be >= 0).
 _POSITIVE = {
     "health.interval_s", "health.timeout_s", "breaker.volume_threshold",
-    "breaker.sleep_window_s", "breaker.success_threshold", "breaker.rolling_window_s",
-    "breaker.slow_call_s", "breaker.error_threshold_pct", "coalescing.window_ms",
-    "coalescing.max_batch", "cache.edge_max_entries", "cache.query_max_entries",
-    "timeouts.initial_s", "timeouts.min_s", "timeouts.max_s", "timeouts.multiplier",
-    "timeouts.percentile", "timeouts.window_s", "supervisor.start_timeout_s",
+    "breaker.sleep_window_s", "breaker.success_threshold", "breaker.error_threshold_pct",
+    "coalescing.window_ms", "coalescing.max_batch", "cache.edge_size_mb",
+    "cache.query_max_entries", "timeouts.server_s", "timeouts.connect_s", "timeouts.client_s",
+    "timeouts.http_request_s", "timeouts.keep_alive_s", "timeouts.queue_s",
+    "edge.max_connections", "edge.threads", "edge.max_queue", "supervisor.start_timeout_s",
 }
-_PERCENT = {"breaker.error_threshold_pct", "timeouts.percentile"}
+_PERCENT = {"breaker.error_threshold_pct"}
+# Names and paths are written into HAProxy's configuration: nothing that could end a token.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PATH = re.compile(r"/[A-Za-z0-9_.~/-]*")
 
 
 class GeoConfigError(ValueError):
@@ -274,10 +279,11 @@ _SECTIONS: dict[str, Callable[[], object]] = {
     "coalescing": CoalescingConfig,
     "cache": CacheConfig,
     "timeouts": TimeoutConfig,
+    "edge": EdgeConfig,
     "supervisor": SupervisorConfig,
 }
 _TOP_TEXT = ("primary_region", "default_region", "routing", "affinity_cookie")
-_TOP_KEYS = (*_TOP_TEXT, "retry_refused_writes", "regions", *_SECTIONS, "priorities", "latency")
+_TOP_KEYS = (*_TOP_TEXT, "regions", *_SECTIONS, "priorities", "latency")
 
 
 def parse_geo_config(text: str, source: str = "<text>") -> GeoConfig:
@@ -302,9 +308,6 @@ def parse_geo_config(text: str, source: str = "<text>") -> GeoConfig:
     for name in _TOP_TEXT:
         if name in entries:
             changes[name] = reader.text(entries[name][1], name)
-    if "retry_refused_writes" in entries:
-        changes["retry_refused_writes"] = reader.boolean(
-            entries["retry_refused_writes"][1], "retry_refused_writes")
     for name, factory in _SECTIONS.items():
         if name in entries:
             changes[name] = reader.section(entries[name][1], name, factory())
@@ -326,6 +329,11 @@ def _check_cross_fields(
     def node_of(name: str) -> yaml.Node | None:
         return entries[name][1] if name in entries else None
 
+    for region in config.regions:
+        for name in (region.name, *region.colos):
+            if not _NAME.fullmatch(name):
+                raise reader.fail(node_of("regions"), f"regions.{region.name}",
+                                  f"{name!r} is not a plain name (letters, digits, . _ -)")
     names = config.names
     for key in ("primary_region", "default_region"):
         if getattr(config, key) not in names:
@@ -335,14 +343,23 @@ def _check_cross_fields(
     if config.routing not in ROUTING_STRATEGIES:
         raise reader.fail(node_of("routing"), "routing",
                           f"{config.routing!r} is not one of {', '.join(ROUTING_STRATEGIES)}")
-    if config.timeouts.min_s > config.timeouts.max_s:
-        raise reader.fail(node_of("timeouts"), "timeouts.min_s",
-                          f"{config.timeouts.min_s} is above timeouts.max_s "
-                          f"{config.timeouts.max_s}")
-    for endpoint in config.health.endpoints:
-        if not endpoint.startswith("/"):
-            raise reader.fail(node_of("health"), "health.endpoints",
-                              f"{endpoint!r} must start with /")
+    if not _NAME.fullmatch(config.affinity_cookie):
+        raise reader.fail(node_of("affinity_cookie"), "affinity_cookie",
+                          f"{config.affinity_cookie!r} is not a plain cookie name")
+    paths = {"health.endpoints": (node_of("health"), config.health.endpoints),
+             "cache.edge_paths": (node_of("cache"), config.cache.edge_paths),
+             "cache.edge_invalidate_on": (node_of("cache"), config.cache.edge_invalidate_on)}
+    for klass in config.priorities.classes:
+        paths[f"priorities.classes.{klass.name}.paths"] = (node_of("priorities"), klass.paths)
+    for key, (node, values) in paths.items():
+        for path in values:
+            if not _PATH.fullmatch(path):
+                raise reader.fail(node, key, f"{path!r} must start with / and hold only "
+                                  "letters, digits and . _ ~ / -")
+    if not config.health.endpoints:
+        raise reader.fail(node_of("health"), "health.endpoints", "needs at least one endpoint")
+    if config.cache.edge_size_mb > 4095:
+        raise reader.fail(node_of("cache"), "cache.edge_size_mb", "must be at most 4095")
 
 
 def load_geo_config(path: str | Path | None = None) -> GeoConfig:

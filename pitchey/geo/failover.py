@@ -1,10 +1,14 @@
-"""`pitchey failover REGION [--url URL] [--duration S] [--json]` (seed 003's test-failover.sh).
+"""`pitchey failover REGION [--url URL] [--duration S] [--drain [drain|maint]] [--json]`
+(seed 003's test-failover.sh).
 
 While steady mixed traffic from REGION's users runs through the edge, SIGKILL that region's
 worker, measure how long the edge takes to notice and to reroute and how many requests
 failed, ask the supervisor to restart the worker (SIGUSR1), measure how long the region takes
 to rejoin, then check that every write the service acknowledged is present. The topology
 must run on this host (`pitchey serve --topology geo`), since the worker is killed by pid.
+With `--drain` the worker is not killed: the region is set to HAProxy's `drain` (or `maint`)
+state through the edge's loopback-only operator route (HAProxy's runtime API), and set back
+to `ready` at the restart time, as an operator takes a region out of rotation.
 
 Timeline for --duration D: traffic from 0 to D; kill at D/4; restart at D/2 (never before the
 edge has noticed, plus a moment to measure the rerouted traffic); writes verified after D.
@@ -50,6 +54,7 @@ class FailoverOptions:
     write_ratio: float = 0.1
     kill_at_s: float | None = None
     restart_at_s: float | None = None
+    drain: str | None = None  # "drain" or "maint": take the region out instead of killing it
 
 
 @dataclass
@@ -86,6 +91,7 @@ class FailoverReport:
     writes_present: int
     writes_missing: list[int]
     acknowledged_ids: list[int] = field(default_factory=list)
+    drained: str | None = None
     notes: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
 
@@ -103,7 +109,8 @@ def main(args: argparse.Namespace) -> int:
     options = FailoverOptions(region=args.region, url=args.url.rstrip("/"),
                               duration_s=float(args.duration),
                               concurrency=int(getattr(args, "concurrency", 4)),
-                              write_ratio=float(getattr(args, "write_ratio", 0.1)))
+                              write_ratio=float(getattr(args, "write_ratio", 0.1)),
+                              drain=getattr(args, "drain", None))
     try:
         report = asyncio.run(run_failover(options))
     except FailoverError as exc:
@@ -174,7 +181,8 @@ async def run_failover(
         interval = float(status.get("health_check", {}).get("interval_s", 30.0))
         entry = await _known_region(session, options, status, clock,
                                     wait_s=max(5.0, 2 * interval))
-        victim = _local_pid(entry.get("pid"), f"the {options.region} worker")
+        victim = (_local_pid(entry.get("pid"), f"the {options.region} worker")
+                  if options.drain is None else int(entry.get("pid") or 0))
         supervisor = status.get("supervisor_pid")
         token = await login(session, options.url, options.region)
         tag = f"failover-{uuid.uuid4().hex[:8]}"
@@ -188,11 +196,15 @@ async def run_failover(
                                 else options.duration_s / 2)
         until = started + options.duration_s
         observations: list[Observation] = []
-        plan = _Plan(victim, supervisor if isinstance(supervisor, int) else None)
+        plan = _Plan(victim, supervisor if isinstance(supervisor, int) else None,
+                     drain=options.drain)
+        actions = (_act(plan, observations, kill_at, restart_at, clock)
+                   if options.drain is None else
+                   _drain(session, options, plan, observations, kill_at, restart_at, clock))
         await asyncio.gather(
             driver.run(session, until),
             _watch(session, options, observations, until, clock),
-            _act(plan, observations, kill_at, restart_at, clock),
+            actions,
         )
         present, missing = await _verify_writes(session, options, driver)
     notes = []
@@ -213,6 +225,7 @@ class _Plan:
     killed_at: float | None = None
     restart_requested_at: float | None = None
     restart_method: str = "none"
+    drain: str | None = None
 
 
 async def _act(plan: _Plan, observations: list[Observation], kill_at: float,
@@ -237,8 +250,38 @@ async def _act(plan: _Plan, observations: list[Observation], kill_at: float,
         plan.restart_method = "supervisor's automatic restart"
 
 
+async def _drain(session: aiohttp.ClientSession, options: FailoverOptions, plan: _Plan,
+                 observations: list[Observation], drain_at: float, ready_at: float,
+                 clock: Callable[[], float]) -> None:
+    """Set the region to drain/maint at `drain_at` and back to ready at `ready_at`."""
+    assert options.drain is not None
+    await asyncio.sleep(max(0.0, drain_at - clock()))
+    await _set_state(session, options, options.drain)
+    plan.killed_at = clock()
+    while clock() < ready_at or not _noticed(observations, plan.killed_at):
+        if clock() > ready_at + 60.0:
+            break
+        await asyncio.sleep(_POLL_S)
+    plan.restart_requested_at = clock()
+    await _set_state(session, options, "ready")
+    plan.restart_method = "state ready through HAProxy's runtime API"
+
+
+async def _set_state(session: aiohttp.ClientSession, options: FailoverOptions,
+                     state: str) -> None:
+    url = f"{options.url}/_edge/regions/{options.region}/state"
+    async with session.put(url, json={"state": state}) as response:
+        body = await response.text()
+        if response.status != 200:
+            raise FailoverError(f"the edge refused state {state!r} for {options.region} "
+                                f"(HTTP {response.status}: {body.strip()[:200]})")
+
+
+_OUT_OF_ROTATION = frozenset({"down", "drain", "maint"})
+
+
 def _noticed(observations: list[Observation], since: float) -> bool:
-    return any(o.t >= since and (o.health == "down" or o.breaker == "open")
+    return any(o.t >= since and (o.health in _OUT_OF_ROTATION or o.breaker == "open")
                for o in observations)
 
 
@@ -297,9 +340,11 @@ def summarize(options: FailoverOptions, samples: list[Sample],
     outage = [s for s in samples if killed is not None and s.started >= killed
               and (restart is None or s.started < restart)]
     detect = next((o.t - killed for o in observations if killed is not None and o.t >= killed
-                   and (o.health == "down" or o.breaker == "open")), None)
+                   and (o.health in _OUT_OF_ROTATION or o.breaker == "open")), None)
+    # a killed worker rejoins as a new process; a drained one as itself
     rejoin_obs = next((o for o in observations if restart is not None and o.t >= restart
-                       and o.health == "healthy" and o.pid not in (None, plan.victim)), None)
+                       and o.health == "healthy" and o.pid is not None
+                       and (plan.drain is not None or o.pid != plan.victim)), None)
     back = next((s for s in sorted(samples, key=lambda s: s.started)
                  if restart is not None and s.started >= restart and s.ok
                  and s.served_by == options.region), None)
@@ -323,7 +368,7 @@ def summarize(options: FailoverOptions, samples: list[Sample],
         new_pid=None if rejoin_obs is None else rejoin_obs.pid,
         writes_acknowledged=len(acknowledged), writes_present=present,
         writes_missing=missing, acknowledged_ids=[i for i in acknowledged if i is not None],
-        notes=notes,
+        drained=plan.drain, notes=notes,
     )
     report.checks = {
         f"failed requests <= {FAILED_PCT_TARGET}%": requests > 0
@@ -363,7 +408,9 @@ def render(report: FailoverReport) -> list[str]:
         f"pitchey failover: region {report.region} through {report.url}",
         f"  requests   {report.requests} in {report.duration_s:g} s ({rate:.1f}/s); failed "
         f"{report.failed} ({report.failed_pct:.3f}%)  [target <= {FAILED_PCT_TARGET}%]",
-        f"  killed     pid {report.killed_pid} at t={report.kill_at_s:.2f} s",
+        f"  killed     pid {report.killed_pid} at t={report.kill_at_s:.2f} s"
+        if report.drained is None else
+        f"  drained    set to {report.drained} at t={report.kill_at_s:.2f} s",
         f"  detected   {seconds(report.time_to_detect_s)} after the kill",
         f"  rerouted   {seconds(report.time_to_reroute_s)} after the kill  [target <= 2 health "
         f"intervals = {2 * report.health_interval_s:g} s]; served meanwhile by: "

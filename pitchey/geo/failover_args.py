@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrent clients, each with no think time (default 4)")
     parser.add_argument("--write-ratio", type=_ratio, default=0.1,
                         help="share of requests that create a pitch (default 0.1)")
+    parser.add_argument("--drain", nargs="?", const="drain", choices=("drain", "maint"),
+                        default=None, metavar="drain|maint",
+                        help="instead of killing the worker, set the region to drain (or "
+                             "maint) through HAProxy's runtime API as an operator would, and "
+                             "back to ready at the restart time")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

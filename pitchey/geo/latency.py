@@ -1,7 +1,9 @@
 """The latency model: simulated network delay between a client's region and a worker's region,
 so that geography shows in measured latency. Off for capacity benchmarks.
 
-A region can also be made slow on purpose (`set_extra`), which is how the reliability tests
+`LatencyModel` is the geography alone (the one-way matrix). `RegionDelay` is what one
+regional worker makes of it: the round trip to the region a request says its client is in
+(`X-Pitchey-Region`), plus any delay injected on purpose, which is how the reliability tests
 and operators rehearse a degraded region; that fault injection applies even when the
 geographic model is off.
 """
@@ -11,16 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-from pitchey.geo.regions import LatencyConfig
+from pitchey.geo.regions import LatencyConfig, Region
 
-__all__ = ["LatencyModel"]
+__all__ = ["LatencyModel", "RegionDelay"]
 
 
 class LatencyModel:
     def __init__(self, config: LatencyConfig) -> None:
         self.enabled = config.enabled
         self._one_way_s = {pair: ms / 1000.0 for pair, ms in config.one_way_ms.items()}
-        self._extra_s: dict[str, float] = {}
 
     def one_way_s(self, source: str | None, target: str | None) -> float:
         """Seconds a message takes from `source` to `target`; 0 when either is unknown (a
@@ -29,27 +30,13 @@ class LatencyModel:
             return 0.0
         return self._one_way_s.get((source, target), 0.0)
 
-    def outbound_s(self, client: str | None, region: str) -> float:
-        """Delay before a request reaches `region`: the path plus any injected slowness."""
-        return self.one_way_s(client, region) + self._extra_s.get(region, 0.0)
-
     def round_trip_s(self, source: str | None, target: str) -> float:
         """A request from `source` to `target` and its answer back (writes to the primary)."""
-        return self.outbound_s(source, target) + self.one_way_s(target, source)
-
-    def set_extra(self, region: str, seconds: float) -> None:
-        """Make every call to `region` slower by `seconds` (0 restores it)."""
-        if seconds > 0:
-            self._extra_s[region] = seconds
-        else:
-            self._extra_s.pop(region, None)
-
-    def extra_s(self, region: str) -> float:
-        return self._extra_s.get(region, 0.0)
+        return self.one_way_s(source, target) + self.one_way_s(target, source)
 
     def distance(self, source: str, target: str) -> float:
-        """The table's one-way delay, used by routing as its idea of distance even when the
-        simulated delay is off."""
+        """The table's one-way delay, used as the idea of distance even when the simulated
+        delay is off."""
         return self._one_way_s.get((source, target), 0.0)
 
     def nearest(self, source: str, candidates: Iterable[str]) -> list[str]:
@@ -65,3 +52,43 @@ class LatencyModel:
     async def sleep(seconds: float) -> None:
         if seconds > 0:
             await asyncio.sleep(seconds)
+
+
+class RegionDelay:
+    """The delay one region's worker adds to each answer.
+
+    The injected extra lives here, not in the model: the model also prices this worker's
+    writes to the primary region, and a slow region must not make its own writes pay twice.
+    """
+
+    def __init__(self, model: LatencyModel, region: str, regions: Iterable[Region]) -> None:
+        self.model = model
+        self.region = region
+        self.extra_s = 0.0
+        known_regions = tuple(regions)
+        self.region_names = tuple(known.name for known in known_regions)
+        # Clients name their region or a colo; either spelling, any case.
+        aliases: dict[str, str] = {}
+        for known in known_regions:
+            aliases[known.name.lower()] = known.name
+            for colo in known.colos:
+                aliases.setdefault(colo.lower(), known.name)
+        self._aliases = aliases
+
+    def client_region(self, header: str | None) -> str | None:
+        """The region an `X-Pitchey-Region` value names (a region or one of its colo codes),
+        or None for a missing or unknown value."""
+        if not header:
+            return None
+        return self._aliases.get(header.strip().lower())
+
+    def round_trip_s(self, client_region: str | None) -> float:
+        """The modelled round trip between the client's region and this one (0 for an
+        unknown client or with the model off); the injected extra is not part of it."""
+        return self.model.round_trip_s(client_region, self.region)
+
+    def set_extra(self, seconds: float) -> None:
+        """Make every answer of this worker slower by `seconds` (0 restores it)."""
+        if seconds < 0:
+            raise ValueError("an injected delay cannot be negative")
+        self.extra_s = seconds

@@ -1,6 +1,7 @@
 """The geo topology's configuration: regions, routing, health checks, breakers, caches,
-timeouts, priorities and the latency model, as frozen dataclasses whose defaults are
-seed 003's figures. `pitchey.geo.config_file.load_geo_config` reads them from YAML.
+timeouts, priorities, the edge's limits and the latency model, as frozen dataclasses whose
+defaults are seed 003's figures. `pitchey.geo.config_file.load_geo_config` reads them from
+YAML; `pitchey.geo.haproxy_config` turns them into the HAProxy edge's configuration.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "CoalescingConfig",
     "CacheConfig",
     "TimeoutConfig",
+    "EdgeConfig",
     "PriorityClass",
     "PriorityConfig",
     "LatencyConfig",
@@ -35,7 +37,8 @@ ROUTING_STRATEGIES = ("geo", "weighted", "least_connections")
 class Region:
     """One regional worker. `latency_ms` is seed 003's regional latency: the round trip of a
     client to the worker of its own region. `max_in_flight` is the number of requests the edge
-    lets a region hold before it starts shedding low priorities."""
+    lets a region hold at once (HAProxy's server `maxconn`); more wait in its queue, highest
+    priority first."""
 
     name: str
     colos: tuple[str, ...]
@@ -93,8 +96,10 @@ def default_one_way_ms(regions: tuple[Region, ...]) -> dict[tuple[str, str], flo
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Seed 003's HEALTH_CONFIG. `retries` are immediate re-attempts of a failed probe before
-    the check counts as failed (Cloudflare monitor semantics)."""
+    """Seed 003's HEALTH_CONFIG. HAProxy probes the first endpoint (liveness) every
+    `interval_s`, each probe bounded by `timeout_s`; `retries` failed probes in a row mark the
+    region down (`fall`), re-probing every `timeout_s` meanwhile (`fastinter`). The edge's
+    status agent probes the other endpoints: a region that fails them is degraded."""
 
     interval_s: float = 30.0
     timeout_s: float = 5.0
@@ -104,15 +109,23 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    """Seed 003's THRESHOLDS. A call fails when it errors, times out, answers 5xx, or takes
-    longer than `slow_call_s` (seed 000's "response time > 2 s" warning)."""
+    """Seed 003's THRESHOLDS, as HAProxy's passive outlier ejection implements them: a call
+    fails when it cannot connect, times out or answers 500/502/503/504 (`observe layer7`);
+    error_threshold_pct of volume_threshold calls in a row open the breaker (`error-limit`,
+    `on-error mark-down`); while open the region is probed every
+    sleep_window_s / success_threshold seconds and closes after success_threshold passing
+    probes in a row (`downinter`, `rise`: half-open recovery lasts at least the sleep
+    window)."""
 
     error_threshold_pct: float = 50.0
     volume_threshold: int = 20
     sleep_window_s: float = 30.0
     success_threshold: int = 5
-    rolling_window_s: float = 10.0
-    slow_call_s: float = 2.0
+
+    @property
+    def consecutive_errors(self) -> int:
+        """HAProxy counts errors in a row, not a rate: the seed's rate times its volume."""
+        return max(1, round(self.volume_threshold * self.error_threshold_pct / 100.0))
 
 
 @dataclass(frozen=True)
@@ -135,21 +148,23 @@ class CacheConfig:
     query_ttl_s: float = 30.0
     edge_paths: tuple[str, ...] = ("/api/pitches",)
     edge_invalidate_on: tuple[str, ...] = ("/api/pitches", "/api/info-requests")
-    edge_max_entries: int = 10_000
+    edge_size_mb: int = 64
     query_max_entries: int = 10_000
 
 
 @dataclass(frozen=True)
 class TimeoutConfig:
-    """Seed 003's ADAPTIVE_TIMEOUTS: multiplier x the observed percentile, bounded."""
+    """The edge's timeouts. `server_s` is seed 003's initial ADAPTIVE_TIMEOUTS value (HAProxy's
+    timeout is fixed, not adaptive); `http_request_s` bounds how long a client may take to send
+    its request headers (slow clients), `keep_alive_s` how long an idle connection stays open,
+    `queue_s` how long a request may wait for a busy region before a 503."""
 
-    initial_s: float = 30.0
-    min_s: float = 5.0
-    max_s: float = 60.0
-    multiplier: float = 2.0
-    percentile: float = 95.0
-    window_s: float = 60.0
-    min_samples: int = 20
+    server_s: float = 30.0
+    connect_s: float = 5.0
+    client_s: float = 30.0
+    http_request_s: float = 10.0
+    keep_alive_s: float = 10.0
+    queue_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -171,8 +186,9 @@ SEED_PRIORITIES: tuple[PriorityClass, ...] = (
 
 @dataclass(frozen=True)
 class PriorityConfig:
-    """A region holding `in_flight` requests admits a class of priority p while
-    in_flight < max_in_flight * p / max priority: the lowest priority is shed first."""
+    """Requests waiting for a busy region leave its queue highest priority first (HAProxy's
+    `set-priority-class`; writes rank with authentication). A request that finds the queue
+    full, or waits longer than `timeouts.queue_s`, gets 503 with Retry-After."""
 
     classes: tuple[PriorityClass, ...] = SEED_PRIORITIES
     default_class: str = "api"
@@ -187,6 +203,19 @@ class LatencyConfig:
     one_way_ms: Mapping[tuple[str, str], float] = field(
         default_factory=lambda: MappingProxyType(default_one_way_ms(SEED_REGIONS))
     )
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """HAProxy's own limits. `max_connections` is seed 003's "Max Concurrent Connections";
+    `threads` stays at 1 on a two-core machine so that the workers keep a core; `retries` is
+    how often a request whose connection failed is tried again (on another region from the
+    second attempt on)."""
+
+    max_connections: int = 100_000
+    threads: int = 1
+    retries: int = 3
+    max_queue: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -205,9 +234,6 @@ class GeoConfig:
     default_region: str = "us-east"
     routing: str = "geo"
     affinity_cookie: str = "pitchey_region"
-    # A request whose connection was refused never reached the worker, so even a write is
-    # safe to send to another region. Anything that may have been sent is never retried.
-    retry_refused_writes: bool = True
     health: HealthConfig = HealthConfig()
     breaker: BreakerConfig = BreakerConfig()
     coalescing: CoalescingConfig = CoalescingConfig()
@@ -215,6 +241,7 @@ class GeoConfig:
     timeouts: TimeoutConfig = TimeoutConfig()
     priorities: PriorityConfig = PriorityConfig()
     latency: LatencyConfig = LatencyConfig()
+    edge: EdgeConfig = EdgeConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     source: str = "<defaults>"
 

@@ -1,11 +1,15 @@
-"""Start the geo topology as separate OS processes: one regional worker per region and the
-edge in front of them; restart what dies, stop everything on request.
+"""Start the geo topology as separate OS processes: one regional worker per region, HAProxy
+as the edge in front of them and the edge's status agent; restart what dies, stop everything
+on request.
 
-The supervisor binds every listening socket itself and hands each child its socket, so all
-ports are known before any child starts (port 0 works) and a restarted worker gets its old
-port back. The primary region's worker starts first, so one process applies the migrations.
-A worker that dies is restarted after `supervisor.restart_delay_s`; SIGUSR1 restarts dead
-workers at once (what `pitchey failover` uses). Children get SIGTERM if the supervisor dies.
+The supervisor binds every listening socket itself and hands each child its socket (HAProxy
+gets its own as `bind fd@N`), so all ports are known before any child starts (port 0 works)
+and a restarted child gets its old port back. The primary region's worker starts first, so
+one process applies the migrations. HAProxy's configuration is generated from the regions
+file (`haproxy_config`) and checked with `haproxy -c` before anything is started: a
+configuration HAProxy rejects is reported with HAProxy's own message. A child that dies is
+restarted after `supervisor.restart_delay_s`; SIGUSR1 restarts dead children at once (what
+`pitchey failover` uses). Children get SIGTERM if the supervisor dies.
 
 `python -m pitchey.geo.supervisor [--port N] [--regions FILE]` runs it, as does
 `pitchey serve --topology geo`.
@@ -31,19 +35,57 @@ from pathlib import Path
 from typing import IO, Any
 
 from pitchey.geo.generations import SharedGenerations
+from pitchey.geo.haproxy_config import EdgeLayout, render_haproxy_config
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.serving import listening_socket
 from pitchey.settings import Settings
 
-__all__ = ["Supervisor", "ChildProcess", "serve_geo", "settings_env", "main", "StartError"]
+__all__ = ["Supervisor", "ChildProcess", "serve_geo", "settings_env", "main", "StartError",
+           "ConfigRejected", "HaproxyMissing", "haproxy_binary", "check_haproxy_config",
+           "EDGE", "AGENT", "INSTALL_HINT"]
 
 EDGE = "edge"
+AGENT = "edge-agent"
 _POLL_S = 0.1
 _STOP_GRACE_S = 10.0
+INSTALL_HINT = ("HAProxy is not installed: `sudo apt-get install haproxy` (Debian/Ubuntu), "
+                "or `make sysdeps`; or set PITCHEY_HAPROXY to its path")
 
 
 class StartError(RuntimeError):
     """A child did not come up; the message says which and why."""
+
+
+class HaproxyMissing(StartError):
+    """No haproxy executable: the geo topology never falls back to anything else."""
+
+
+class ConfigRejected(StartError):
+    """HAProxy refused the generated configuration; the message is HAProxy's own."""
+
+
+def haproxy_binary(environ: Mapping[str, str] = os.environ) -> str:
+    """The haproxy executable (PITCHEY_HAPROXY, else the PATH), or HaproxyMissing."""
+    configured = environ.get("PITCHEY_HAPROXY")
+    found = shutil.which(configured or "haproxy")
+    if found is None:
+        raise HaproxyMissing(INSTALL_HINT if not configured
+                             else f"PITCHEY_HAPROXY={configured} is not an executable")
+    return found
+
+
+def check_haproxy_config(binary: str, path: Path, source: str,
+                         pass_fds: tuple[int, ...] = ()) -> None:
+    """`haproxy -c`: raises ConfigRejected with HAProxy's alerts when it refuses `path`,
+    the configuration generated from the regions file `source`."""
+    result = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True,
+                            text=True, pass_fds=pass_fds, timeout=30)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).splitlines()
+        alerts = [line.split(":", 1)[-1].strip() if "]" in line else line
+                  for line in output if "ALERT" in line] or output[-3:]
+        raise ConfigRejected(f"HAProxy rejected the configuration generated from {source}:\n  "
+                             + "\n  ".join(alerts))
 
 
 @dataclass
@@ -112,6 +154,7 @@ class Supervisor:
         port: int = 8001,
         regions_file: str | None = None,
         python: str = sys.executable,
+        haproxy: str | None = None,
         output: IO[bytes] | int | None = None,
         extra_env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -123,12 +166,15 @@ class Supervisor:
         self.port = port
         self.regions_file = str(Path(regions_file).resolve()) if regions_file else None
         self._python = python
+        self.haproxy = haproxy or haproxy_binary()
         self._output = output
         self._extra_env = dict(extra_env or {})
         self._clock = clock
         self._log = log or (lambda line: print(f"pitchey supervisor: {line}", flush=True))
         self._workdir = Path(tempfile.mkdtemp(prefix="pitchey-geo-"))
         self.generations_file = self._workdir / "generations"
+        self.runtime_socket = self._workdir / "haproxy.sock"
+        self.haproxy_config = self._workdir / "haproxy.cfg"
         self.children: dict[str, ChildProcess] = {}
         self.stopping = False
 
@@ -147,56 +193,97 @@ class Supervisor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers (primary first) and the edge; wait until each answers."""
-        SharedGenerations.create(self.generations_file).close()
+        """Start the workers (primary first), the status agent and HAProxy; wait until each
+        answers. HAProxy's configuration is checked before HAProxy starts."""
         deadline = self._clock() + self.config.supervisor.start_timeout_s
         ordered = sorted(self.config.names, key=lambda n: n != self.config.primary_region)
         try:
+            self._precheck()
+            SharedGenerations.create(self.generations_file).close()
             for index, region in enumerate(ordered):
                 child = ChildProcess(region, 0, self._worker_argv(region))
                 self.children[region] = child
-                self._spawn(child, listen_host="127.0.0.1")
+                self._spawn(child)
                 if index == 0:  # the primary migrates; the others find the schema ready
-                    self._wait_ready(child, "/health", deadline)
+                    self._wait_ready(child, self.region_url(region) + "/health", deadline)
             for region in ordered[1:]:
-                self._wait_ready(self.children[region], "/health", deadline)
-            edge = ChildProcess(EDGE, self.port, [])
-            self.children[EDGE] = edge
-            edge.argv = self._edge_argv()
-            self._spawn(edge, listen_host=self.host)
-            self._wait_ready(edge, "/status", deadline)
+                self._wait_ready(self.children[region], self.region_url(region) + "/health",
+                                 deadline)
+            agent = ChildProcess(AGENT, 0, self._agent_argv())
+            self.children[AGENT] = agent
+            self._spawn(agent)
+            self.children[EDGE] = ChildProcess(EDGE, self.port, [])
+            self._spawn(self.children[EDGE])
+            self._wait_ready(self.children[EDGE], self.edge_url + "/status", deadline)
         except BaseException:
             self.stop()
             raise
+
+    def _precheck(self) -> None:
+        """`haproxy -c` on the configuration with placeholder addresses, before any process
+        starts: a configuration HAProxy refuses starts nothing."""
+        placeholder = ("127.0.0.1", 9)
+        layout = EdgeLayout(bind="127.0.0.1:9", workers=dict.fromkeys(self.config.names,
+                                                                       placeholder),
+                            agent=placeholder, runtime_socket=str(self.runtime_socket),
+                            rate_limit_per_minute=self.settings.rate_limit_per_minute,
+                            max_body_bytes=self.settings.max_body_bytes,
+                            max_connections=_connections_allowed())
+        self.haproxy_config.write_text(render_haproxy_config(self.config, layout),
+                                       encoding="utf-8")
+        check_haproxy_config(self.haproxy, self.haproxy_config, self.config.source)
 
     def _worker_argv(self, region: str) -> list[str]:
         argv = [self._python, "-m", "pitchey.geo.worker", "--region", region,
                 "--generations", str(self.generations_file)]
         return argv + (["--regions", self.regions_file] if self.regions_file else [])
 
-    def _edge_argv(self) -> list[str]:
-        argv = [self._python, "-m", "pitchey.geo.edge", "--generations",
-                str(self.generations_file)]
+    def _agent_argv(self) -> list[str]:
+        argv = [self._python, "-m", "pitchey.geo.edge_status", "--socket",
+                str(self.runtime_socket),
+                "--rate-limit", str(self.settings.rate_limit_per_minute)]
         for region in self.config.names:
-            argv += ["--upstream", f"{region}={self.region_url(region)}"]
+            argv += ["--worker", f"{region}={self.region_url(region)}"]
         return argv + (["--regions", self.regions_file] if self.regions_file else [])
+
+    def layout(self, bind: str) -> EdgeLayout:
+        return EdgeLayout(
+            bind=bind,
+            workers={name: ("127.0.0.1", self.children[name].port) for name in self.config.names},
+            agent=("127.0.0.1", self.children[AGENT].port),
+            runtime_socket=str(self.runtime_socket),
+            rate_limit_per_minute=self.settings.rate_limit_per_minute,
+            max_body_bytes=self.settings.max_body_bytes,
+            retry_after_s=self.config.priorities.retry_after_s,
+            max_connections=_connections_allowed(),
+        )
+
+    def _edge_argv(self, fd: int) -> list[str]:
+        """Writes HAProxy's configuration for the socket `fd`, checks it, and returns the
+        command that runs HAProxy in the foreground on it."""
+        text = render_haproxy_config(self.config, self.layout(f"fd@{fd}"))
+        self.haproxy_config.write_text(text, encoding="utf-8")
+        check_haproxy_config(self.haproxy, self.haproxy_config, self.config.source,
+                             pass_fds=(fd,))
+        return [self.haproxy, "-db", "-f", str(self.haproxy_config)]
 
     def _env(self, child: ChildProcess) -> dict[str, str]:
         env = dict(os.environ)
         env.update(settings_env(self.settings))
         env.update(self._extra_env)
         env["PITCHEY_SUPERVISOR_PID"] = str(os.getpid())
-        if child.name != EDGE:
+        if child.name not in (EDGE, AGENT):
             env["PITCHEY_REGION"] = child.name
         return env
 
-    def _spawn(self, child: ChildProcess, *, listen_host: str) -> None:
-        sock = listening_socket(listen_host, child.port)
+    def _spawn(self, child: ChildProcess) -> None:
+        sock = listening_socket(self.host if child.name == EDGE else "127.0.0.1", child.port)
         try:
             child.port = sock.getsockname()[1]
+            fd = sock.fileno()
+            argv = self._edge_argv(fd) if child.name == EDGE else [*child.argv, "--fd", str(fd)]
             child.process = subprocess.Popen(
-                [*child.argv, "--fd", str(sock.fileno())],
-                pass_fds=(sock.fileno(),), env=self._env(child),
+                argv, pass_fds=(fd,), env=self._env(child),
                 stdout=self._output, stderr=self._output, preexec_fn=_die_with_parent,
             )
         finally:
@@ -205,8 +292,7 @@ class Supervisor:
         child.exit_code = None
         child.history.append((time.time(), f"started pid {child.process.pid}"))
 
-    def _wait_ready(self, child: ChildProcess, path: str, deadline: float) -> None:
-        url = (self.edge_url if child.name == EDGE else self.region_url(child.name)) + path
+    def _wait_ready(self, child: ChildProcess, url: str, deadline: float) -> None:
         while True:
             if not child.alive:
                 code = child.process.returncode if child.process else None
@@ -250,8 +336,8 @@ class Supervisor:
             self.kill(name, signal.SIGTERM)
             _wait(child.process, _STOP_GRACE_S)
         try:
-            self._spawn(child, listen_host=self.host if name == EDGE else "127.0.0.1")
-        except OSError as exc:  # the port is still held; poll() tries again
+            self._spawn(child)
+        except (OSError, StartError) as exc:  # the port is still held; poll() tries again
             self._log(f"cannot restart {name} on port {child.port} yet: {exc}")
             child.died_at = self._clock()
             return
@@ -271,7 +357,7 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM every child (edge first), SIGKILL any still running after the grace."""
         self.stopping = True
-        order = [EDGE, *[n for n in self.children if n != EDGE]]
+        order = [EDGE, AGENT, *[n for n in self.children if n not in (EDGE, AGENT)]]
         for name in order:
             if name in self.children:
                 self.kill(name, signal.SIGTERM)
@@ -285,14 +371,25 @@ class Supervisor:
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def describe(self) -> list[str]:
-        lines = [f"edge    {self.edge_url}  (pid {self.children[EDGE].pid}, routing "
-                 f"{self.config.routing}, latency model "
-                 f"{'on' if self.config.latency.enabled else 'off'})"]
+        lines = [f"edge    {self.edge_url}  (HAProxy pid {self.children[EDGE].pid}, routing "
+                 f"{self.config.routing}, config {self.haproxy_config})",
+                 f"agent   http://127.0.0.1:{self.children[AGENT].port}  (pid "
+                 f"{self.children[AGENT].pid}: /status, runtime API {self.runtime_socket})"]
         for region in self.config.names:
             child = self.children[region]
             primary = "  primary" if region == self.config.primary_region else ""
             lines.append(f"{region:<8}{self.region_url(region)}  (pid {child.pid}){primary}")
         return lines
+
+
+def _connections_allowed() -> int:
+    """Connections HAProxy can hold with this process's descriptor limit (two descriptors
+    each, and some for listeners, checks and logs)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    return max(64, (limit - 200) // 2)
 
 
 def _url_host(host: str) -> str:
@@ -325,11 +422,11 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
 
     try:
         config = load_geo_config(regions_file)
-    except GeoConfigError as exc:
+        supervisor = Supervisor(config, settings, host=settings.host, port=port,
+                                regions_file=regions_file)
+    except (GeoConfigError, HaproxyMissing) as exc:
         print(f"pitchey: {exc}", file=sys.stderr)
-        return 2
-    supervisor = Supervisor(config, settings, host=settings.host, port=port,
-                            regions_file=regions_file)
+        return 4
     stop_requested: list[int] = []
     restart_requested: list[int] = []
     previous = {
@@ -340,6 +437,9 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
     try:
         try:
             supervisor.start()
+        except ConfigRejected as exc:
+            print(f"pitchey: {exc}", file=sys.stderr)
+            return 4
         except (StartError, OSError) as exc:
             print(f"pitchey: the geo topology did not start: {exc}", file=sys.stderr)
             return 1
@@ -362,7 +462,8 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pitchey.geo.supervisor",
-                                     description="Run the geo topology: edge + regional workers.")
+                                     description="Run the geo topology: HAProxy edge + regional "
+                                     "workers.")
     parser.add_argument("--host", default=None, help="edge address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="edge port (default 8001)")
     parser.add_argument("--regions", default=None, metavar="FILE", help="regions YAML")
@@ -378,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_environ(os.environ, **overrides)
     except SettingsError as exc:
         print(f"pitchey: {exc}", file=sys.stderr)
-        return 2
+        return 4
     return serve_geo(settings, port=settings.port, regions_file=args.regions)
 
 

@@ -1,10 +1,12 @@
 """A regional worker: the platform's own `create_app` with the geo tiers plugged in.
 
 What the region adds to the service: the application cache tier (60 s, invalidated across
-regions), the query cache tier (30 s), the read/write split (writes to the primary region's
-storage, reads from this region's replica view, writes paying the modelled round trip to the
-primary), a heartbeat write in the database health probe, and response headers the edge
-reads (which region answered, the worker's pid, the route template).
+regions) with request coalescing (concurrent misses of one key share one load), the query
+cache tier (30 s), the read/write split (writes to the primary region's storage, reads from
+this region's replica view, writes paying the modelled round trip to the primary), a
+heartbeat write in the database health probe, the latency model and its fault injection
+(`/_geo/latency`), and the response headers the HAProxy edge reads: which region answered,
+the worker's pid, the route template, and Cache-Control for its cache (`worker_http`).
 
 Run one with `python -m pitchey.geo.worker --region NAME` (the supervisor does).
 """
@@ -20,34 +22,37 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from pitchey import keys
 from pitchey.geo.appcache import RegionalCache
-from pitchey.geo.edgecache import EDGE_GENERATION, WRITE_METHODS
+from pitchey.geo.coalesce import Coalescer
 from pitchey.geo.generations import Generations, LocalGenerations, SharedGenerations
-from pitchey.geo.latency import LatencyModel
+from pitchey.geo.latency import LatencyModel, RegionDelay
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.replica import QueryCache, SplitDatabase
-from pitchey.instrumentation import route_template
+from pitchey.geo.worker_http import (
+    REGION_SERVED_HEADER,
+    add_latency_routes,
+    edge_headers_middleware,
+    latency_middleware,
+)
+from pitchey.instrumentation import RouteTable
 from pitchey.settings import Settings
 from pitchey.storage import Database
 
-__all__ = ["create_worker_app", "worker_settings", "REGION_SERVED_HEADER", "main"]
+__all__ = ["create_worker_app", "worker_settings", "REGION_SERVED_HEADER", "SPLIT_DATABASE",
+           "main"]
 
 log = logging.getLogger("pitchey.geo.worker")
 
-REGION_SERVED_HEADER = "X-Pitchey-Served-By"
-_PID_HEADER = "X-Pitchey-Worker-Pid"
-_ROUTE_HEADER = "X-Pitchey-Route"
 SPLIT_DATABASE: web.AppKey[SplitDatabase] = web.AppKey("geo_split_database", SplitDatabase)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def worker_settings(settings: Settings, config: GeoConfig, region: str) -> Settings:
     """The service settings of one region: its name, the application tier's TTL for the
-    read-through caches, and X-Forwarded-For trusted (workers sit behind the edge)."""
+    read-through caches, and X-Forwarded-For trusted (workers sit behind the edge, which
+    appends the client's address as the last entry; the rate limit keys on that one)."""
     ttl = int(config.cache.application_ttl_s)
     return replace(
         settings,
@@ -75,18 +80,32 @@ def create_worker_app(
         raise ValueError(f"unknown region {region!r} (regions: {', '.join(config.names)})")
     generations = generations or LocalGenerations()
     latency = LatencyModel(config.latency)
+    delay = RegionDelay(latency, region, config.regions)
     query_cache = (QueryCache(config.cache.query_ttl_s, config.cache.query_max_entries)
                    if config.cache.query_ttl_s > 0 else None)
     database = SplitDatabase(region=region, primary_region=config.primary_region,
                              latency=latency, generations=generations, query_cache=query_cache)
     cache = RegionalCache(open_cache(settings.redis_url), generations,
-                          config.cache.application_ttl_s)
+                          config.cache.application_ttl_s, Coalescer(config.coalescing))
+
+    def add_geo_routes(routes: RouteTable) -> None:
+        add_latency_routes(routes, delay)
+
     app = create_app(settings, registry=registry, database=database, cache=cache,
-                     probe_interval_s=probe_interval_s or PROBE_INTERVAL_S)
+                     probe_interval_s=probe_interval_s or PROBE_INTERVAL_S,
+                     extra_routes=add_geo_routes)
     app[SPLIT_DATABASE] = database
     if query_cache is not None:
         query_cache.observer = _query_cache_observer(app)
-    app.middlewares.insert(0, _region_headers(region, config, generations))
+    cache.on_joined = Counter(
+        "pitchey_coalesced_requests",
+        "Application cache misses answered by an identical concurrent miss's load "
+        "(request coalescing) instead of a load of their own.",
+        registry=app[keys.METRICS].registry,
+    ).inc
+    # First the simulated network (outermost, so every answer pays it), then the headers.
+    app.middlewares.insert(0, edge_headers_middleware(region, config.cache))
+    app.middlewares.insert(0, latency_middleware(delay))
     # Open the storage before the service's own startup, which starts probing it at once.
     app.on_startup.insert(0, _open_storage(settings, region))
     app.on_shutdown.append(_begin_shutdown)
@@ -167,26 +186,6 @@ def _close_storage(cache: RegionalCache) -> Callable[[web.Application], Awaitabl
         await cache.close()
 
     return close_storage
-
-
-def _region_headers(region: str, config: GeoConfig, generations: Generations) -> Middleware:
-    pid = str(os.getpid())
-    invalidate_on = config.cache.edge_invalidate_on
-    edge_tier = config.cache.edge_ttl_s > 0
-
-    @web.middleware
-    async def region_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        headers = response.headers
-        headers[REGION_SERVED_HEADER] = region
-        headers[_PID_HEADER] = pid
-        headers[_ROUTE_HEADER] = route_template(request)
-        if (edge_tier and request.method in WRITE_METHODS
-                and not 400 <= response.status < 500 and request.path.startswith(invalidate_on)):
-            generations.bump((EDGE_GENERATION,))  # a write straight to a worker counts too
-        return response
-
-    return region_headers
 
 
 def main(argv: list[str] | None = None) -> int:

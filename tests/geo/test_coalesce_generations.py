@@ -1,4 +1,5 @@
-"""Request coalescing and the cross-process invalidation generations."""
+"""Request coalescing (alone and in the regional application cache) and the cross-process
+invalidation generations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pitchey.cache import MemoryCache, read_through
+from pitchey.geo.appcache import RegionalCache
 from pitchey.geo.coalesce import Coalescer
 from pitchey.geo.generations import LocalGenerations, SharedGenerations
 from pitchey.geo.regions import CoalescingConfig
@@ -129,3 +132,48 @@ def test_shared_generations_are_seen_by_another_process(tmp_path: Path) -> None:
     assert mine.get("q:pitches") == before + 1
     assert mine.get("q:users") == 0
     mine.close()
+
+
+async def test_regional_cache_misses_of_one_key_share_one_load_and_store() -> None:
+    release = asyncio.Event()
+    loads = 0
+    joined: list[int] = []
+
+    async def load_from_storage() -> bytes:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return f"page {loads}".encode()
+
+    cache = RegionalCache(MemoryCache(), LocalGenerations(), 60.0, Coalescer(CoalescingConfig()))
+    cache.on_joined = lambda: joined.append(1)
+    tasks = [asyncio.create_task(read_through(cache, "pitches", "list", 60, load_from_storage))
+             for _ in range(10)]
+    await asyncio.sleep(0)
+    release.set()
+    assert set(await asyncio.gather(*tasks)) == {b"page 1"}
+    assert (loads, len(joined)) == (1, 9)
+    assert await read_through(cache, "pitches", "list", 60, load_from_storage) == b"page 1"
+    await cache.bump("pitches")  # a write: the next miss has a new key and loads afresh
+    assert await read_through(cache, "pitches", "list", 60, load_from_storage) == b"page 2"
+    assert (loads, len(joined)) == (2, 9)
+
+
+async def test_regional_cache_without_coalescing_loads_per_miss() -> None:
+    release = asyncio.Event()
+    loads = 0
+
+    async def load_from_storage() -> bytes:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return b"page"
+
+    cache = RegionalCache(MemoryCache(), LocalGenerations(), 60.0,
+                          Coalescer(CoalescingConfig(enabled=False)))
+    tasks = [asyncio.create_task(read_through(cache, "pitches", "list", 60, load_from_storage))
+             for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert loads == 3

@@ -34,7 +34,8 @@ def test_defaults_are_seed_003() -> None:
             breaker.success_threshold) == (50, 20, 30, 5)
     cache = config.cache
     assert (cache.edge_ttl_s, cache.application_ttl_s, cache.query_ttl_s) == (300, 60, 30)
-    assert (config.timeouts.min_s, config.timeouts.max_s, config.timeouts.multiplier) == (5, 60, 2)
+    assert (config.timeouts.server_s, config.timeouts.http_request_s) == (30, 10)
+    assert config.breaker.consecutive_errors == 10
     assert config.coalescing.window_ms == 100
     assert [(c.name, c.priority) for c in config.priorities.classes] == [
         ("authentication", 10), ("api", 8), ("websocket", 7), ("static", 5), ("analytics", 2)]
@@ -91,7 +92,11 @@ latency:
         ("breaker: [1, 2]\n", "bad.yaml:1: breaker: must be a mapping"),
         ("breaker:\n  error_threshold_pct: 150\n",
          "bad.yaml:2: breaker.error_threshold_pct: must be at most 100"),
-        ("timeouts: {min_s: 10, max_s: 5}\n", "bad.yaml:1: timeouts.min_s: 10.0 is above"),
+        ("timeouts: {min_s: 10}\n", "bad.yaml:1: timeouts.min_s: unknown key"),
+        ("regions:\n  'us east': {weight: 1, capacity: 100, latency_ms: 10}\n",
+         "bad.yaml:2: regions.us east: 'us east' is not a plain"),
+        ("cache: {edge_paths: ['/api x']}\n", "bad.yaml:1: cache.edge_paths: '/api x' must"),
+        ("health: {endpoints: ['/h\\n  server x']}\n", "bad.yaml:1: health.endpoints:"),
         ("primary_region: mars\n", "bad.yaml:1: primary_region: 'mars' is not one of"),
         ("latency:\n  one_way_ms:\n    europe: {atlantis: 3}\n",
          "bad.yaml:3: latency.one_way_ms.europe.atlantis: unknown region"),

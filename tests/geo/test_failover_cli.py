@@ -1,9 +1,12 @@
 """The failover report (a pure summary of what the traffic saw), the command's error paths,
-the geo serve entry point, weighted routing's affinity cookie, and the edge histogram."""
+the geo serve entry point (a bad regions file, no HAProxy, a configuration HAProxy refuses),
+and the shared request histogram."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -11,14 +14,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from pitchey.geo.edge_metrics import RequestHistogram
 from pitchey.geo.failover import FailoverOptions, Observation, _Plan, main, render, summarize
 from pitchey.geo.supervisor import serve_geo
 from pitchey.geo.traffic import Sample
-from pitchey.metrics import DURATION_BUCKETS
+from pitchey.metrics import DURATION_BUCKETS, RequestHistogram
 from pitchey.settings import Settings
-
-from .conftest import geo_test_config
 
 KILL, RESTART = 10.0, 20.0
 
@@ -74,9 +74,10 @@ def test_lost_writes_slow_reroute_and_no_rejoin_fail_their_checks() -> None:
 
 
 def test_failover_without_an_edge_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from .conftest import refused_url
-
-    args = argparse.Namespace(region="asia", url=refused_url(), duration=1.0, json=False)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    args = argparse.Namespace(region="asia", url=url, duration=1.0, json=False)
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pitchey failover: no geo edge answers at ")
@@ -94,23 +95,35 @@ def test_serve_geo_refuses_a_bad_regions_file(tmp_path: Any,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "regions.yaml"
     bad.write_text("regions:\n  asia:\n    weight: heavy\n")
-    assert serve_geo(Settings(), port=0, regions_file=str(bad)) == 2
+    assert serve_geo(Settings(), port=0, regions_file=str(bad)) == 4
     err = capsys.readouterr().err.strip()
     assert err == f"pitchey: {bad}:3: regions.asia.weight: must be a whole number, got 'heavy'"
 
 
-async def test_weighted_routing_sets_and_honours_the_affinity_cookie(edge: Any) -> None:
-    client, _ = await edge(geo_test_config(routing="weighted"))
-    served = []
-    for _ in range(10):
-        response = await client.get("/api/messages", headers={"Cookie": "pitchey_session=x"})
-        served.append(response.headers["X-Pitchey-Served-By"])
-        assert response.headers["Set-Cookie"].startswith(f"pitchey_region={served[-1]};")
-    assert len(set(served)) == 4  # round-robin over every region
-    sticky = [(await client.get("/api/messages", headers={
-        "Cookie": "pitchey_session=x; pitchey_region=asia"})).headers["X-Pitchey-Served-By"]
-        for _ in range(5)]
-    assert sticky == ["asia"] * 5
+def test_geo_without_haproxy_says_how_to_install_it(tmp_path: Any) -> None:
+    env = {**os.environ, "PATH": str(tmp_path), "PITCHEY_SQLITE_PATH": str(tmp_path / "p.db")}
+    env.pop("PITCHEY_HAPROXY", None)
+    result = subprocess.run([sys.executable, "-m", "pitchey_cli", "serve", "--topology", "geo",
+                             "--port", "0"], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 4, result.stderr
+    assert "HAProxy is not installed" in result.stderr and "apt-get install haproxy" in \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "p.db").exists()  # nothing started, not even a worker
+
+
+def test_a_configuration_haproxy_refuses_starts_nothing(tmp_path: Any) -> None:
+    regions = tmp_path / "regions.yaml"
+    regions.write_text("edge: {threads: 1000}\n")  # valid YAML, beyond HAProxy's 64 threads
+    env = {**os.environ, "PITCHEY_SQLITE_PATH": str(tmp_path / "p.db")}
+    result = subprocess.run([sys.executable, "-m", "pitchey_cli", "serve", "--topology", "geo",
+                             "--port", "0", "--regions", str(regions)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 4, result.stderr
+    assert "HAProxy rejected the configuration generated from" in result.stderr
+    assert "nbthread" in result.stderr  # HAProxy's own words
+    assert not (tmp_path / "p.db").exists()
 
 
 def test_the_edge_histogram_exposes_what_prometheus_client_would() -> None:

@@ -3,8 +3,9 @@ regional workers, each its own OS process, on a real SQLite file or PostgreSQL d
 
 1. SIGKILL a worker under steady mixed traffic: failed <= 0.1%, rerouted within two health
    intervals, every acknowledged write present, the region rejoins after its restart.
-2. A region made slow through the latency model: its breaker opens, its traffic moves to
-   the nearest region, and the breaker closes once the region is fast again.
+2. A region made slow (delay injected into its worker): HAProxy's checks time out, its
+   breaker opens, its traffic moves to the nearest region (the first backup server), and
+   the breaker closes once the region is fast again (half-open: `rise` passing checks).
 3. Storage unavailable (the SQLite file made unwritable; PostgreSQL stopped): /health/db
    fails within one health interval, writes answer 503 leaving no rows, and the service
    recovers without a restart.
@@ -13,18 +14,14 @@ regional workers, each its own OS process, on a real SQLite file or PostgreSQL d
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import itertools
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +30,11 @@ import pytest
 
 from pitchey.geo.failover import FailoverOptions, run_failover
 from pitchey.geo.traffic import login
-from pitchey.settings import Settings
+
+from .topology import HEALTH_INTERVAL_S, Topology, eventually, topology
 
 pytestmark = pytest.mark.integration
 
-HEALTH_INTERVAL_S = 0.2
-REGIONS_YAML = f"""
-health: {{interval_s: {HEALTH_INTERVAL_S}, timeout_s: 0.5, retries: 1}}
-breaker: {{volume_threshold: 20, sleep_window_s: 1, success_threshold: 5,
-          rolling_window_s: 5, slow_call_s: 0.25}}
-timeouts: {{initial_s: 2, min_s: 1, max_s: 2}}
-latency: {{enabled: false}}
-supervisor: {{restart_delay_s: 60, start_timeout_s: 90}}
-"""
 PITCH = {
     "logline": "A storage outage that leaves nothing half written behind it.",
     "synopsis": "The disk refuses every write; each request is rolled back whole and the "
@@ -56,110 +45,11 @@ PITCH = {
 }
 
 
-@dataclass
-class Topology:
-    process: subprocess.Popen[bytes]
-    edge: str
-    env: dict[str, str]
-    log: Path
-
-    async def status(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.edge}/status") as r:
-            body: dict[str, Any] = await r.json()
-            return body
-
-    async def region(self, name: str) -> dict[str, Any]:
-        return next(r for r in (await self.status())["regions"] if r["name"] == name)
-
-
-def _seed(settings: Settings) -> None:
-    async def run() -> None:
-        from pitchey.seed import seed_demo
-        from pitchey.storage.factory import open_database
-
-        database = await open_database(settings, None)
-        try:
-            await database.migrate()
-            await seed_demo(database, settings, users=3, pitches=12, seed=3)
-        finally:
-            await database.close()
-
-    # in a thread of its own: the async tests call this with their event loop running
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
-
-
-@contextlib.contextmanager
-def topology(tmp: Path, env_overrides: dict[str, str]) -> Iterator[Topology]:
-    """`python -m pitchey.geo.supervisor --port 0` with fast health checks; stopped after."""
-    regions = tmp / "regions.yaml"
-    regions.write_text(REGIONS_YAML)
-    env = {**os.environ, "PITCHEY_RATE_LIMIT_PER_MINUTE": "0", "PITCHEY_ARGON2_TIME_COST": "1",
-           "PITCHEY_ARGON2_MEMORY_KIB": "8", "PITCHEY_DB_POOL_SIZE": "4", **env_overrides}
-    env.pop("DATABASE_URL", None) if "DATABASE_URL" not in env_overrides else None
-    _seed(Settings.from_environ(env))
-    log = tmp / "topology.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pitchey.geo.supervisor", "--port", "0",
-             "--regions", str(regions)], stdout=output, stderr=subprocess.STDOUT, env=env)
-    try:
-        edge = _wait_for_edge(process, log)
-        running = Topology(process, edge, env, log)
-        _wait_for_pids(running)
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_edge(process: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 120
-    pattern = re.compile(r"pitchey: listening on (http://\S+) \(edge\)")
-    while time.monotonic() < deadline:
-        match = pattern.search(log.read_text(errors="replace"))
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            raise AssertionError(f"the topology exited:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)
-    raise AssertionError(f"the topology did not start:\n{log.read_text(errors='replace')}")
-
-
-def _wait_for_pids(running: Topology) -> None:
-    """Until the edge's first health checks have reported every worker's pid."""
-    import json
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{running.edge}/status", timeout=5) as response:
-            regions = json.loads(response.read())["regions"]
-        if all(isinstance(r["pid"], int) and r["health"] == "healthy" for r in regions):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the edge never saw every worker healthy: {regions}")
-
-
 @pytest.fixture(scope="module")
 def sqlite_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     tmp = tmp_path_factory.mktemp("geo-sqlite")
     with topology(tmp, {"PITCHEY_SQLITE_PATH": str(tmp / "pitchey.db")}) as running:
         yield running
-
-
-async def _eventually(check: Any, timeout_s: float, what: str) -> float:
-    """Poll `check()` until it is true; returns how long that took."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 # -- 1. a worker killed under traffic ------------------------------------------------------
@@ -191,6 +81,25 @@ async def test_sigkill_a_worker_under_mixed_traffic(sqlite_topology: Topology) -
     assert after["health"] == "healthy" and after["pid"] == report.new_pid
 
 
+async def test_an_operator_drains_a_region_through_the_runtime_api(
+        sqlite_topology: Topology) -> None:
+    before = await sqlite_topology.region("asia")
+    report = await run_failover(FailoverOptions(
+        region="asia", url=sqlite_topology.edge, duration_s=8, concurrency=2,
+        write_ratio=0.1, kill_at_s=2, restart_at_s=4, drain="drain"))
+    summary = {k: v for k, v in report.as_dict().items() if k != "acknowledged_ids"}
+    assert report.drained == "drain" and report.failed == 0, summary
+    assert report.time_to_detect_s is not None, summary  # /status showed it drained
+    assert report.served_during_outage and "asia" not in report.served_during_outage, summary
+    assert report.time_to_traffic_back_s is not None, summary
+    after = await sqlite_topology.region("asia")
+    assert after["health"] == "healthy" and after["pid"] == before["pid"]  # never restarted
+    async with aiohttp.ClientSession() as session:
+        refused = await session.put(f"{sqlite_topology.edge}/_edge/regions/asia/state",
+                                    json={"state": "asleep"})
+        assert refused.status == 422
+
+
 # -- 2. a slow region ---------------------------------------------------------------------
 
 
@@ -214,25 +123,27 @@ async def test_a_slow_region_trips_its_breaker_and_recovers(sqlite_topology: Top
     async with aiohttp.ClientSession() as session:
         clients = [asyncio.create_task(client(session)) for _ in range(8)]
         try:
-            await _eventually(lambda: _served_by(served, "asia"), 10, "asia serves asia")
+            await eventually(lambda: _served_by(served, "asia"), 10, "asia serves asia")
             put = await session.put(f"{edge}/_edge/regions/asia/latency",
-                                    json={"extra_ms": 400})
+                                    json={"extra_ms": 1000})
             assert put.status == 200
-            await _eventually(lambda: breaker("open"), 15, "asia's breaker opens")
+            await eventually(lambda: breaker("open"), 15, "asia's breaker opens")
             moved_at = time.monotonic()
-            await _eventually(lambda: _served_by(served, "us-west", since=moved_at), 5,
+            await eventually(lambda: _served_by(served, "us-west", since=moved_at), 5,
                               "asia's traffic moves to us-west, its nearest region")
             await session.put(f"{edge}/_edge/regions/asia/latency", json={"extra_ms": 0})
-            await _eventually(lambda: breaker("closed"), 15, "asia's breaker closes again")
+            await eventually(lambda: breaker("closed"), 15, "asia's breaker closes again")
             closed_at = time.monotonic()
-            await _eventually(lambda: _served_by(served, "asia", since=closed_at), 5,
+            await eventually(lambda: _served_by(served, "asia", since=closed_at), 5,
                               "asia serves asia again")
         finally:
             stop.set()
             await asyncio.gather(*clients, return_exceptions=True)
             await session.put(f"{edge}/_edge/regions/asia/latency", json={"extra_ms": 0})
     metrics = await _text(f"{edge}/metrics")
-    assert 'pitchey_region_breaker_transitions_total{region="asia",state="open"}' in metrics
+    downs = re.search(r'^haproxy_server_check_up_down_total\{proxy="asia",server="asia"\} (\d+)',
+                      metrics, re.MULTILINE)
+    assert downs is not None and int(downs.group(1)) >= 1, "HAProxy counted no UP->DOWN"
 
 
 async def _served_by(served: list[tuple[float, str | None]], region: str,
@@ -270,7 +181,7 @@ async def _storage_outage(topo: Topology, break_storage: Any, restore_storage: A
         broken_at = time.monotonic()
         await break_storage()
         assert await db_health(worker) == 503  # the probe writes, so it notices at once
-        seen_after = await _eventually(edge_sees_degraded, 5, "the edge marks regions degraded")
+        seen_after = await eventually(edge_sees_degraded, 5, "the edge marks regions degraded")
         assert seen_after <= HEALTH_INTERVAL_S + 0.5 + 0.3, seen_after  # one interval + timeout
         for n in range(3):
             response = await session.post(f"{edge}/api/pitches",
@@ -287,8 +198,8 @@ async def _storage_outage(topo: Topology, break_storage: Any, restore_storage: A
             if reads.status == 503:
                 assert (await reads.json())["error"]["code"] == "storage_unavailable"
         await restore_storage()
-        await _eventually(lambda: _ok(db_health(worker)), 10, "/health/db recovers")
-        await _eventually(lambda: _created(session, edge, headers, title), 10,
+        await eventually(lambda: _ok(db_health(worker)), 10, "/health/db recovers")
+        await eventually(lambda: _created(session, edge, headers, title), 10,
                           "writes succeed again")
         assert time.monotonic() - broken_at < 30
     assert await count_rows(f"{title} 0") == 0  # the failed writes left nothing behind

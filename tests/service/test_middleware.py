@@ -72,3 +72,48 @@ async def test_cors_allows_only_the_configured_origin(service: Any) -> None:
     assert foreign.status == 403
     plain = await client.get("/api/pitches", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+async def test_behind_a_proxy_the_rate_limit_counts_the_address_the_proxy_added(
+    service: Any,
+) -> None:
+    client, app = await service(rate_limit_per_minute=5, trust_forwarded_for=True)
+
+    async def status(*forwarded_for: str) -> int:
+        headers = [("X-Forwarded-For", line) for line in forwarded_for]
+        return int((await client.get("/api/pitches", headers=headers)).status)
+
+    # the client rotates its own header; the proxy appends the address it saw, as a new line
+    rotating = [await status(f"198.51.100.{i}", "203.0.113.7") for i in range(7)]
+    assert rotating == [200] * 5 + [429] * 2
+    # ... or at the end of the one line the client sent
+    same_line = [await status(f"198.51.100.{i}, 203.0.113.8") for i in range(7)]
+    assert same_line == [200] * 5 + [429] * 2
+    assert await status("203.0.113.7, 203.0.113.9") == 200  # another client: its own counter
+    assert app[keys.METRICS].rate_limited._value.get() == 4
+
+
+async def test_a_forwarded_for_without_a_usable_last_entry_counts_against_the_peer(
+    service: Any,
+) -> None:
+    client, _ = await service(rate_limit_per_minute=3, trust_forwarded_for=True)
+
+    async def status(*forwarded_for: str) -> int:
+        headers = [("X-Forwarded-For", line) for line in forwarded_for]
+        return int((await client.get("/api/pitches", headers=headers)).status)
+
+    # no usable last entry: each of these counts against the peer (127.0.0.1), whatever else
+    # the header says
+    statuses = [await status("198.51.100.1", "garbage"), await status("198.51.100.2, "),
+                await status("unknown"), await status("198.51.100.3", "")]
+    assert statuses == [200, 200, 200, 429]
+    assert await status() == 429  # no header at all: the peer too
+    assert await status("203.0.113.10") == 200
+
+
+async def test_without_trust_the_forwarded_for_header_is_ignored(service: Any) -> None:
+    client, _ = await service(rate_limit_per_minute=2)
+    statuses = [(await client.get("/api/pitches",
+                                  headers={"X-Forwarded-For": f"198.51.100.{i}"})).status
+                for i in range(3)]
+    assert statuses == [200, 200, 429]
