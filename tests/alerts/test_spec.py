@@ -33,7 +33,7 @@ SERVICE_METRICS = {  # pitchey/metrics.py, as exposed, plus Prometheus' own `up`
     "pitchey_db_pool_connections_in_use", "pitchey_db_pool_connections_max", "pitchey_db_up",
     "pitchey_db_queries_total", "pitchey_db_slow_queries_total", "pitchey_cache_lookups_total",
     "pitchey_cache_hits_total", "pitchey_storage_used_bytes", "pitchey_storage_capacity_bytes",
-    "process_cpu_seconds_total", "pitchey_region_up", "up",
+    "process_cpu_seconds_total", "haproxy_server_status", "up",
 }
 
 
