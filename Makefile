@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSDEPS_STAMP := $(VENV)/.sysdeps
-# Debian packages the tests and benchmarks drive as real processes.
-DEBIAN_PACKAGES := wrk prometheus prometheus-alertmanager chromium chromium-driver
+# Debian packages the platform, tests and benchmarks drive as real processes (haproxy is the
+# geo topology's edge, which `make run` uses too).
+DEBIAN_PACKAGES := haproxy wrk prometheus prometheus-alertmanager chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -25,10 +26,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Installs the Debian packages once per machine (apt-get needs root: sudo is used if needed).
-$(SYSDEPS_STAMP): | $(STAMP)
+# Installs the Debian packages once per machine (apt-get needs root: sudo is used if needed),
+# and again when this Makefile changes the list.
+$(SYSDEPS_STAMP): Makefile | $(STAMP)
 	@missing=""; \
-	for cmd in wrk promtool prometheus prometheus-alertmanager chromium chromedriver; do \
+	for cmd in haproxy wrk promtool prometheus prometheus-alertmanager chromium chromedriver; do \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -51,7 +53,7 @@ check: lint test
 
 # The main job: the baseline geo scenario against the embedded platform (it seeds demo data
 # and starts the platform itself), then the dashboard on the runs it wrote.
-run: $(STAMP)
+run: $(STAMP) $(SYSDEPS_STAMP)
 	$(BIN)/pitchey run baseline --out runs
 	@echo "opening the dashboard on runs/ at http://127.0.0.1:8050 (Ctrl-C to stop)"
 	$(BIN)/pitchey dashboard --runs runs
