@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pitchey.geo.latency import LatencyModel
 from pitchey.geo.regions import GeoConfig, PriorityClass, Region
@@ -42,6 +43,8 @@ EDGE_CACHE_HEADER = "X-Pitchey-Edge-Cache"
 OBSERVABILITY_PATHS = ("/health", "/health/db", "/health/services", "/api/health", "/metrics",
                        "/status", "/config", "/openapi.json")
 _HEALTH_HOST = "pitchey-edge"
+# The Lua action that removes headers a request names in Connection (hop-by-hop).
+CONNECTION_HEADERS_LUA = Path(__file__).with_name("connection_headers.lua")
 # HAProxy's own answers (HTTP codes it can generate) in the service's JSON error format.
 _OWN_ERRORS: Mapping[int, tuple[str, str]] = {
     400: ("bad_request", "the request is malformed"),
@@ -127,6 +130,7 @@ def _global(config: GeoConfig, layout: EdgeLayout) -> str:
         f"nbthread {config.edge.threads}",
         f"stats socket {layout.runtime_socket} mode 600 level admin",
         "stats timeout 30s",
+        f"lua-load {CONNECTION_HEADERS_LUA}",
         # state changes (a region down, a breaker open) are logged; single requests are not
         "log stderr format short local0 notice",
         "hard-stop-after 10s",
@@ -169,7 +173,9 @@ def _cache(config: GeoConfig) -> str:
         f"total-max-size {size}",
         f"max-object-size {min(1024 * 1024, size * 1024 * 1024 // 2)}",
         f"max-age {max(1, int(config.cache.edge_ttl_s))}",
-        "process-vary on",  # answers that say Vary: Origin are kept per Origin
+        # Vary on Origin is folded into the key by the frontend (HAProxy 2.6's process-vary
+        # knows only Accept-Encoding and Referer); any other Vary is never stored
+        "process-vary off",
     ])
 
 
@@ -199,6 +205,10 @@ def _frontend(config: GeoConfig, layout: EdgeLayout) -> str:
         "http-request deny deny_status 404 if { path_beg /_geo/ }",
         "http-request deny deny_status 403 if { path_beg /_edge/regions/ } "
         "!{ src 127.0.0.0/8 ::1 }",
+        # hop-by-hop headers a client names in Connection never reach a worker (only
+        # requests that name something besides close/keep-alive pay for the Lua action)
+        "http-request lua.strip_connection_headers if "
+        "{ req.hdr(connection) -m reg -i ^(?!(keep-alive|close)$) }",
         "http-request use-service prometheus-exporter if { path /metrics }",
         f"acl observability path {' '.join(OBSERVABILITY_PATHS)}",
         "acl observability path_beg /_edge/",
@@ -253,32 +263,50 @@ def _edge_cache(config: GeoConfig) -> list[str]:
     if cache.edge_ttl_s <= 0 or not cache.edge_paths:
         return [f"http-response set-header {EDGE_CACHE_HEADER} BYPASS"]
     cond = "{ var(txn.edge_cache) -m str MISS }"
-    return [
+    cacheable = "METH_GET edge_cacheable !has_authorization !observability " \
+        "{ req.hdr(host) -m found }"
+    lines = [
         f"acl edge_cacheable path_beg {' '.join(cache.edge_paths)}",
         f"acl edge_invalidates path_beg {' '.join(cache.edge_invalidate_on)}",
         # credentials in any form (any Cookie, Authorization) never use or fill the cache
-        "acl has_credentials req.hdr(cookie) -m found",
-        "acl has_credentials req.hdr(authorization) -m found",
+        "acl has_authorization req.hdr(authorization) -m found",
+        "acl has_cookie req.hdr(cookie) -m found",
         "http-request set-var(txn.edge_cache) str(BYPASS)",
-        "http-request set-var(txn.edge_cache) str(MISS) if METH_GET edge_cacheable "
-        "!has_credentials !observability { req.hdr(host) -m found }",
+        f"http-request set-var(txn.edge_cache) str(MISS) if {cacheable} !has_cookie",
+    ]
+    if config.routing == "weighted":  # the affinity cookie alone is no credential
+        lines += [
+            f"acl only_affinity req.fhdr(cookie) -m reg ^\\s*{config.affinity_cookie}="
+            "[A-Za-z0-9._-]*\\s*$",
+            f"http-request set-var(txn.edge_cache) str(MISS) if {cacheable} "
+            "{ req.hdr_cnt(cookie) eq 1 } only_affinity",
+        ]
+    return lines + [
         "http-request set-var(txn.invalidates) bool(true) if !METH_GET !METH_HEAD "
         "!METH_OPTIONS edge_invalidates",
         # The cache key is computed at cache-use from the Host header among others; folding
         # the generation into it for that one step makes every entry older than the last
-        # write unreachable, without a purge.
+        # write unreachable, without a purge. HAProxy 2.6 cannot vary on Origin itself, so
+        # Origin goes into the key the same way (one entry per Origin: CORS headers differ).
         f"http-request track-sc1 int(1) table edge_generation if {cond} "
         "or { var(txn.invalidates) -m bool }",
         f"http-request set-var(txn.host) req.hdr(host) if {cond}",
-        f"http-request set-header Host %[var(txn.host)]/g%[sc1_get_gpc0] if {cond}",
+        f"http-request set-header Host %[var(txn.host)]/g%[sc1_get_gpc0]/o%[req.fhdr(origin)] "
+        f"if {cond}",
         f"http-request cache-use edge if {cond}",
         f"http-request set-header Host %[var(txn.host)] if {cond}",
+        "http-response set-var(txn.edge_cache) str(HIT) if { res.cache_hit }",
+        # Vary: Origin is handled by the key above; any other Vary keeps an answer out
+        f"http-response set-var(txn.vary_origin) bool(true) if {cond} "
+        "{ res.fhdr(vary) -m str -i origin }",
+        "http-response del-header Vary if { var(txn.vary_origin) -m bool }",
         f"http-response cache-store edge if {cond} !{{ res.hdr(set-cookie) -m found }}",
+        "http-response set-header Vary Origin if { var(txn.vary_origin) -m bool } "
+        "or { var(txn.edge_cache) -m str HIT }",
         # a write that did not fail validation may have changed what the tier serves (a 5xx
         # or a timeout may still have committed)
         "http-response sc-inc-gpc0(1) if { var(txn.invalidates) -m bool } "
         "!{ status 400:499 }",
-        "http-response set-var(txn.edge_cache) str(HIT) if { res.cache_hit }",
         f"http-response set-header {EDGE_CACHE_HEADER} %[var(txn.edge_cache)]",
     ]
 

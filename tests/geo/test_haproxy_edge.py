@@ -10,6 +10,7 @@ Raw sockets wherever an HTTP client library would normalise the attack away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -31,6 +32,7 @@ from aiohttp.test_utils import TestServer
 
 from pitchey.geo.config_file import load_geo_config
 from pitchey.geo.haproxy_config import EdgeLayout, render_haproxy_config
+from pitchey.geo.supervisor import haproxy_binary
 from pitchey.settings import Settings
 
 from .topology import Topology, topology
@@ -69,6 +71,16 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     tmp = tmp_path_factory.mktemp("haproxy-edge")
     with topology(tmp, {"PITCHEY_SQLITE_PATH": str(tmp / "pitchey.db"),
                         "PITCHEY_RATE_LIMIT_PER_MINUTE": "0"}, regions_yaml=EDGE_YAML) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def weighted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """A third topology, balancing by weight with an affinity cookie."""
+    tmp = tmp_path_factory.mktemp("haproxy-edge-weighted")
+    with topology(tmp, {"PITCHEY_SQLITE_PATH": str(tmp / "pitchey.db"),
+                        "PITCHEY_RATE_LIMIT_PER_MINUTE": "0"},
+                  regions_yaml=EDGE_YAML + "routing: weighted\n") as running:
         yield running
 
 
@@ -578,7 +590,7 @@ async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(text)
     log = (tmp_path / "haproxy.log").open("wb")
-    process = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", str(cfg)], stdout=log,
+    process = subprocess.Popen([haproxy_binary(), "-db", "-f", str(cfg)], stdout=log,
                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
@@ -701,6 +713,8 @@ async def test_a_client_dribbling_its_headers_is_cut_off(edge: Topology) -> None
         if closed_after is None:
             closed_after = float("inf")
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         await meanwhile
     print(f"slow client cut off after {closed_after:.2f} s; answer {received[:40]!r}")
     assert HTTP_REQUEST_S - 0.1 <= closed_after < 3.0
@@ -725,6 +739,9 @@ async def test_forwarded_for_rotation_does_not_escape_the_rate_limit(limited: To
                 statuses.append(response.status)
                 if response.status == 429:
                     refusals.append((dict(response.headers), await response.json()))
+                    # the workers limit too (same setting, right-most X-Forwarded-For), but
+                    # the edge counts every request first: the refusal must be the edge's own
+                    assert "X-Pitchey-Served-By" not in response.headers, response.headers
                 else:
                     await response.read()
         async with session.get(f"{limited.edge}/health") as response:
@@ -739,3 +756,48 @@ async def test_forwarded_for_rotation_does_not_escape_the_rate_limit(limited: To
         assert body["error"]["status"] == 429
         assert body["error"]["code"] == "rate_limited"
     assert health == 200
+
+
+# -- 10. weighted routing keeps a client on its region --------------------------------------
+
+
+AFFINITY_COOKIE = "pitchey_region"
+
+
+def _affinity(answer: Answer) -> list[str]:
+    return [c for c in answer.all("Set-Cookie") if c.startswith(f"{AFFINITY_COOKIE}=")]
+
+
+def test_weighted_routing_keeps_each_client_on_its_region(weighted: Topology) -> None:
+    """Weighted round-robin spreads new clients and keeps each on the region it was given;
+    a forged affinity cookie is not an error, only a fresh assignment."""
+    port = _port(weighted.edge)
+    names = {r["name"] for r in fetch(port, "GET", "/status").json()["regions"]}
+    assert len(names) == 4, names
+    given: dict[str, str] = {}
+    for _ in range(8):
+        answer = fetch(port, "GET", unique_list_url(per_page=1))
+        assert answer.status == 200
+        cookies = _affinity(answer)
+        assert len(cookies) == 1, answer.headers
+        region = cookies[0].split(";")[0].split("=", 1)[1]
+        assert region == answer.get("X-Pitchey-Served-By")
+        assert "httponly" in cookies[0].lower()
+        given[region] = cookies[0]
+    assert len(given) >= 2, given  # spread, not pinned to one region
+    assert set(given) <= names
+    for region in given:
+        for _ in range(5):
+            answer = fetch(port, "GET", unique_list_url(per_page=1),
+                           [("Cookie", f"theme=dark; {AFFINITY_COOKIE}={region}")])
+            assert answer.status == 200
+            assert answer.get("X-Pitchey-Served-By") == region
+            assert _affinity(answer) == []  # already placed: no new cookie
+    for forged in ("bogus", "us-east%0d%0aX-Evil:%201", "../asia"):
+        answer = fetch(port, "GET", unique_list_url(per_page=1),
+                       [("Cookie", f"{AFFINITY_COOKIE}={forged}")])
+        assert answer.status == 200, answer
+        served = answer.get("X-Pitchey-Served-By")
+        assert served in names
+        assert [c.split(";")[0] for c in _affinity(answer)] == [f"{AFFINITY_COOKIE}={served}"]
+        assert answer.get("X-Evil") is None

@@ -28,7 +28,7 @@ HEALTH_INTERVAL_S = 0.2
 REGIONS_YAML = f"""
 health: {{interval_s: {HEALTH_INTERVAL_S}, timeout_s: 0.5, retries: 1}}
 breaker: {{volume_threshold: 20, sleep_window_s: 1, success_threshold: 5}}
-timeouts: {{server_s: 5, connect_s: 0.5, queue_s: 2}}
+timeouts: {{server_s: 5, connect_s: 0.1, queue_s: 2}}
 latency: {{enabled: false}}
 supervisor: {{restart_delay_s: 60, start_timeout_s: 90}}
 """
