@@ -41,7 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import PYTHON, median, pin, process_cpu_seconds
+from benchmarks._harness import (
+    PYTHON,
+    _ms,  # wrk's latency units, parsed once for every bench
+    median,
+    pin,
+    process_cpu_seconds,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
@@ -74,16 +80,6 @@ class Load:
     p50_ms: float
     p99_ms: float
     cpu_us: dict[str, float]  # CPU-µs per request of each watched process
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _find(pattern: str, output: str) -> str:

@@ -106,9 +106,11 @@ def test_logins_and_writes_queue_ahead_of_browsing_and_analytics_last(tmp_path: 
 def test_edge_cache_never_serves_requests_with_credentials(tmp_path: Path) -> None:
     frontend = section(render_haproxy_config(GeoConfig(), layout(tmp_path)), "frontend edge")
     miss = next(line for line in frontend if "str(MISS)" in line)
-    assert "!has_credentials" in miss and "METH_GET" in miss
-    assert "acl has_credentials req.hdr(cookie) -m found" in frontend
-    assert "acl has_credentials req.hdr(authorization) -m found" in frontend
+    assert "!has_authorization" in miss and "!has_cookie" in miss and "METH_GET" in miss
+    assert "acl has_cookie req.hdr(cookie) -m found" in frontend
+    assert "acl has_authorization req.hdr(authorization) -m found" in frontend
+    # only with weighted routing is a Cookie made of the affinity cookie alone no credential
+    assert "only_affinity" not in "\n".join(frontend)
     store = next(line for line in frontend if "cache-store" in line)
     assert "!{ res.hdr(set-cookie) -m found }" in store
     off = render_haproxy_config(dataclasses.replace(GeoConfig(), cache=dataclasses.replace(
@@ -134,3 +136,15 @@ def test_the_descriptor_limit_lowers_max_connections(tmp_path: Path) -> None:
     assert "maxconn 9000" in section(text, "global")
     text = render_haproxy_config(GeoConfig(), layout(tmp_path, max_connections=None))
     assert "maxconn 100000" in section(text, "global")
+
+
+def test_a_full_region_queue_answers_503_with_retry_after_in_json(tmp_path: Path) -> None:
+    text = render_haproxy_config(GeoConfig(), layout(tmp_path, retry_after_s=2))
+    overloaded = next(line for line in section(text, "defaults")
+                      if line.startswith("http-error status 503 "))
+    assert "content-type application/json" in overloaded and "hdr Retry-After 2" in overloaded
+    assert '"code":"overloaded"' in overloaded
+    own = next(line for line in section(text, "backend europe")
+               if line.startswith("server europe "))
+    assert "maxconn 250 maxqueue 1000" in own  # capacity / 100 at once, then the queue
+    assert "timeout queue 5000ms" in section(text, "defaults")
