@@ -157,7 +157,8 @@ def _defaults(config: GeoConfig, layout: EdgeLayout) -> str:
         f"timeout queue {_seconds(timeouts.queue_s)}",
         f"timeout check {_seconds(config.health.timeout_s)}",
         # a connection that failed never delivered the request: safe to retry for any
-        # method, on another region from the first retry on
+        # method, on another region from the first retry on; an empty response only for
+        # safe methods (the frontend's disable-l7-retry)
         f"retries {config.edge.retries}",
         "option redispatch 1",
         "retry-on conn-failure empty-response",
@@ -212,6 +213,10 @@ def _frontend(config: GeoConfig, layout: EdgeLayout) -> str:
         # requests that name something besides close/keep-alive pay for the Lua action)
         "http-request lua.strip_connection_headers if "
         "{ req.hdr(connection) -m reg -i ^(?!(keep-alive|close)$) }",
+        # an empty response may come after the worker processed the request: only safe
+        # methods are retried for it; a write is retried only when its connection failed
+        # (never sent), which disable-l7-retry leaves alone
+        "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS",
         "http-request use-service prometheus-exporter if { path /metrics }",
         f"acl observability path {' '.join(OBSERVABILITY_PATHS)}",
         "acl observability path_beg /_edge/",

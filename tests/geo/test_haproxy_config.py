@@ -73,10 +73,14 @@ def test_geo_backends_fall_back_to_the_nearest_regions_in_order(tmp_path: Path) 
 
 
 def test_retries_never_replay_a_request_that_may_have_been_processed(tmp_path: Path) -> None:
-    defaults = section(render_haproxy_config(GeoConfig(), layout(tmp_path)), "defaults")
-    # conn-failure: the request never left; empty-response: HAProxy retries only idempotent
-    # requests for it (and nothing for a timeout or an error status)
+    text = render_haproxy_config(GeoConfig(), layout(tmp_path))
+    defaults = section(text, "defaults")
+    # conn-failure: the request never left; empty-response: the worker may have processed
+    # it, so only safe methods (HAProxy itself would retry a POST); nothing for a timeout or
+    # an error status
     assert "retry-on conn-failure empty-response" in defaults
+    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS" in \
+        section(text, "frontend edge")
     assert "option redispatch 1" in defaults
     assert "timeout http-request 10000ms" in defaults
 

@@ -567,9 +567,16 @@ async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
     seen: list[dict[str, Any]] = []
 
     async def echo(request: web.Request) -> web.Response:
-        record = {"path": request.path_qs, "headers": list(request.headers.items())}
+        record = {"path": request.path_qs, "headers": list(request.headers.items()),
+                  "method": request.method}
         if request.path != "/health":
             seen.append(record)
+        if request.path == "/api/drop" and sum(r["path"] == request.path_qs
+                                               for r in seen) == 1:
+            # the first delivery of each URL: the worker dies after reading the request
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(1)
         return web.json_response(record)
 
     app = web.Application()
@@ -663,6 +670,25 @@ async def test_the_client_address_is_the_last_forwarded_for_entry(echo_edge: Ech
     entries = [entry.strip() for line in lines for entry in line.split(",")]
     assert entries[-1] == "127.0.0.1", lines
     assert "6.6.6.6" in entries[:-1], lines  # kept, but never in the trusted position
+
+
+async def test_only_safe_requests_are_retried_after_an_empty_response(
+        echo_edge: EchoEdge) -> None:
+    """A worker that read a request and died may have processed it: HAProxy would retry any
+    method on an empty response; the edge retries GET (the client never sees the failure)
+    and never replays a POST, which fails once instead of being processed twice."""
+    read_tag, write_tag = uuid.uuid4().hex, uuid.uuid4().hex
+    answer = await _exchange(echo_edge.port, request("GET", f"/api/drop?tag={read_tag}"))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert sum(read_tag in r["path"] for r in echo_edge.seen) == 2  # dropped, then retried
+    body = b'{"title": "once"}'
+    try:
+        answer = await _exchange(echo_edge.port, request("POST", f"/api/drop?tag={write_tag}", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]) + body)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        answer = b""  # the edge may close the client connection instead of answering
+    assert not answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert [r["method"] for r in echo_edge.seen if write_tag in r["path"]] == ["POST"]
 
 
 # -- 8. a slow client -----------------------------------------------------------------------
