@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Installs the Debian packages once per machine (apt-get needs root: sudo is used if needed),
-# and again when this Makefile changes the list.
+# and again when this Makefile changes the list. haproxy lands in /usr/sbin, which a user's
+# PATH may lack: it is looked for there too (the geo supervisor does the same).
 $(SYSDEPS_STAMP): Makefile | $(STAMP)
-	@missing=""; \
+	@missing=""; PATH="$$PATH:/usr/sbin:/usr/local/sbin"; \
 	for cmd in haproxy wrk promtool prometheus prometheus-alertmanager chromium chromedriver; do \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; \
 	done; \

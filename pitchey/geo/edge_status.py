@@ -39,6 +39,7 @@ __all__ = ["AgentSettings", "create_agent_app", "region_view", "main"]
 log = logging.getLogger("pitchey.geo.edge_status")
 
 _PID_HEADER = "X-Pitchey-Worker-Pid"
+_PROBE_MAX_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,8 @@ async def _probe_loop(app: web.Application) -> None:
         while True:
             await asyncio.gather(*(_probe_region(session, agent, probes, name)
                                    for name in agent.config.names))
-            await asyncio.sleep(health.interval_s)
+            # at least every 2 s: a restarted worker's pid shows in /status within that
+            await asyncio.sleep(min(health.interval_s, _PROBE_MAX_INTERVAL_S))
 
 
 async def _probe_region(session: aiohttp.ClientSession, agent: AgentSettings, probes: Probes,

@@ -1,8 +1,9 @@
 """Invalidation generations shared by every process of one geo topology.
 
-Each region's worker keeps its own in-process caches (application tier, query tier) and the
-edge keeps the edge tier. A write in one region must make every process stop serving what
-it changed, or a client whose next read lands in another region reads its own write stale.
+Each region's worker keeps its own in-process caches (application tier, query tier); the
+HAProxy edge keeps its tier with a generation of its own (a stick-table counter). A write in
+one region must make every process stop serving what it changed, or a client whose next
+read lands in another region reads its own write stale.
 Every cache key therefore embeds the current generation of what it depends on, and a write
 bumps those generations here: one small memory-mapped file of counters, created by the
 supervisor, read without a lock (one aligned 8-byte read) and bumped under `flock`.

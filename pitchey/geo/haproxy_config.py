@@ -271,8 +271,10 @@ def _edge_cache(config: GeoConfig) -> list[str]:
     if cache.edge_ttl_s <= 0 or not cache.edge_paths:
         return [f"http-response set-header {EDGE_CACHE_HEADER} BYPASS"]
     cond = "{ var(txn.edge_cache) -m str MISS }"
+    # origin-form requests only: for an absolute URI (HTTP/2, or a proxy-style request line)
+    # HAProxy rewrites the URI from Host, and the Host trick below would mangle its path
     cacheable = "METH_GET edge_cacheable !has_authorization !observability " \
-        "{ req.hdr(host) -m found }"
+        "{ req.hdr(host) -m found } { url_beg / }"
     lines = [
         f"acl edge_cacheable path_beg {' '.join(cache.edge_paths)}",
         f"acl edge_invalidates path_beg {' '.join(cache.edge_invalidate_on)}",
@@ -312,10 +314,12 @@ def _edge_cache(config: GeoConfig) -> list[str]:
         "http-response set-header Vary Origin if { var(txn.vary_origin) -m bool } "
         "or { var(txn.edge_cache) -m str HIT }",
         # a write that did not fail validation may have changed what the tier serves (a 5xx
-        # or a timeout may still have committed)
+        # from the worker may still have committed; an answer HAProxy makes itself, a 504
+        # say, runs no http-response rule: the TTL bounds that case)
         "http-response sc-inc-gpc0(1) if { var(txn.invalidates) -m bool } "
         "!{ status 400:499 }",
-        f"http-response set-header {EDGE_CACHE_HEADER} %[var(txn.edge_cache)]",
+        f"http-response set-header {EDGE_CACHE_HEADER} %[var(txn.edge_cache)] "
+        "if { var(txn.edge_cache) -m found }",
     ]
 
 
@@ -366,9 +370,16 @@ def _address(layout: EdgeLayout, name: str) -> str:
     return f"{host}:{port}"
 
 
+def _queue_limit(config: GeoConfig) -> str:
+    """Requests not pinned to a server wait in the backend's queue, which HAProxy leaves
+    unbounded (server `maxqueue` only bounds pinned ones): past `edge.max_queue` the region
+    answers 503 with Retry-After (the defaults' JSON error) at once."""
+    return f"http-request deny deny_status 503 if {{ queue() ge {config.edge.max_queue} }}"
+
+
 def _region_backend(config: GeoConfig, layout: EdgeLayout, region: Region,
                     fallbacks: list[str]) -> str:
-    body = [*_health_check(config),
+    body = [_queue_limit(config), *_health_check(config),
             f"server {region.name} {_address(layout, region.name)} "
             f"{_server_options(config, region)}"]
     # Backups are used in the order written, only while the region's own worker is down;
@@ -383,7 +394,8 @@ def _region_backend(config: GeoConfig, layout: EdgeLayout, region: Region,
 
 def _balanced_backend(config: GeoConfig, layout: EdgeLayout) -> str:
     weighted = config.routing == "weighted"
-    body = [f"balance {'roundrobin' if weighted else 'leastconn'}", *_health_check(config)]
+    body = [f"balance {'roundrobin' if weighted else 'leastconn'}", _queue_limit(config),
+            *_health_check(config)]
     if weighted:  # session affinity (seed 003): a client stays on the region it was given
         body.append(f"cookie {config.affinity_cookie} insert indirect nocache httponly")
     for region in config.regions:

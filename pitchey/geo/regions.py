@@ -113,9 +113,9 @@ class BreakerConfig:
     fails when it cannot connect, times out or answers 500/502/503/504 (`observe layer7`);
     error_threshold_pct of volume_threshold calls in a row open the breaker (`error-limit`,
     `on-error mark-down`); while open the region is probed every
-    sleep_window_s / success_threshold seconds and closes after success_threshold passing
-    probes in a row (`downinter`, `rise`: half-open recovery lasts at least the sleep
-    window)."""
+    sleep_window_s / success_threshold seconds (`downinter`), then, once a probe passes, every
+    `health.timeout_s` (`fastinter`), and closes after success_threshold passing probes in a
+    row (`rise`): half-open recovery takes about the sleep window (measured 25 s of 30)."""
 
     error_threshold_pct: float = 50.0
     volume_threshold: int = 20
@@ -209,8 +209,10 @@ class LatencyConfig:
 class EdgeConfig:
     """HAProxy's own limits. `max_connections` is seed 003's "Max Concurrent Connections";
     `threads` stays at 1 on a two-core machine so that the workers keep a core; `retries` is
-    how often a request whose connection failed is tried again (on another region from the
-    second attempt on)."""
+    how often a request whose connection failed is tried again (redispatched: another region
+    with weighted/least_connections routing, a region's fallback once its own worker is
+    marked down with geo routing). `max_queue` requests may wait for a busy region; more
+    get 503 with Retry-After at once."""
 
     max_connections: int = 100_000
     threads: int = 1

@@ -64,10 +64,18 @@ class ConfigRejected(StartError):
     """HAProxy refused the generated configuration; the message is HAProxy's own."""
 
 
-def haproxy_binary(environ: Mapping[str, str] = os.environ) -> str:
-    """The haproxy executable (PITCHEY_HAPROXY, else the PATH), or HaproxyMissing."""
+# Debian installs haproxy in /usr/sbin, which a non-root user's PATH often lacks.
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def haproxy_binary(environ: Mapping[str, str] = os.environ,
+                   sbin: tuple[str, ...] = _SBIN) -> str:
+    """The haproxy executable (PITCHEY_HAPROXY, else the PATH, else the `sbin` folders), or
+    HaproxyMissing."""
     configured = environ.get("PITCHEY_HAPROXY")
-    found = shutil.which(configured or "haproxy")
+    path = environ.get("PATH", os.defpath)
+    found = shutil.which(configured or "haproxy", path=path) or (
+        None if configured or not sbin else shutil.which("haproxy", path=os.pathsep.join(sbin)))
     if found is None:
         raise HaproxyMissing(INSTALL_HINT if not configured
                              else f"PITCHEY_HAPROXY={configured} is not an executable")

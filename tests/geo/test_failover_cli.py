@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from pitchey.geo.failover import FailoverOptions, Observation, _Plan, main, render, summarize
-from pitchey.geo.supervisor import serve_geo
+from pitchey.geo.supervisor import HaproxyMissing, haproxy_binary, serve_geo
 from pitchey.geo.traffic import Sample
 from pitchey.metrics import DURATION_BUCKETS, RequestHistogram
 from pitchey.settings import Settings
@@ -100,15 +100,24 @@ def test_serve_geo_refuses_a_bad_regions_file(tmp_path: Any,
     assert err == f"pitchey: {bad}:3: regions.asia.weight: must be a whole number, got 'heavy'"
 
 
-def test_geo_without_haproxy_says_how_to_install_it(tmp_path: Any) -> None:
-    env = {**os.environ, "PATH": str(tmp_path), "PITCHEY_SQLITE_PATH": str(tmp_path / "p.db")}
-    env.pop("PITCHEY_HAPROXY", None)
+def test_without_haproxy_the_message_says_how_to_install_it(tmp_path: Any) -> None:
+    with pytest.raises(HaproxyMissing) as missing:
+        haproxy_binary({"PATH": str(tmp_path)}, sbin=())
+    assert "HAProxy is not installed" in str(missing.value)
+    assert "apt-get install haproxy" in str(missing.value)
+    # Debian's /usr/sbin is searched even when a user's PATH lacks it
+    if os.path.exists("/usr/sbin/haproxy"):
+        assert haproxy_binary({"PATH": str(tmp_path)}) == "/usr/sbin/haproxy"
+
+
+def test_geo_with_a_missing_haproxy_exits_4_and_starts_nothing(tmp_path: Any) -> None:
+    env = {**os.environ, "PITCHEY_HAPROXY": str(tmp_path / "no-haproxy"),
+           "PITCHEY_SQLITE_PATH": str(tmp_path / "p.db")}
     result = subprocess.run([sys.executable, "-m", "pitchey_cli", "serve", "--topology", "geo",
                              "--port", "0"], capture_output=True, text=True, timeout=60,
                             env=env)
     assert result.returncode == 4, result.stderr
-    assert "HAProxy is not installed" in result.stderr and "apt-get install haproxy" in \
-        result.stderr
+    assert f"PITCHEY_HAPROXY={tmp_path / 'no-haproxy'} is not an executable" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "p.db").exists()  # nothing started, not even a worker
 

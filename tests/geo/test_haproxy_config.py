@@ -111,6 +111,7 @@ def test_edge_cache_never_serves_requests_with_credentials(tmp_path: Path) -> No
     frontend = section(render_haproxy_config(GeoConfig(), layout(tmp_path)), "frontend edge")
     miss = next(line for line in frontend if "str(MISS)" in line)
     assert "!has_authorization" in miss and "!has_cookie" in miss and "METH_GET" in miss
+    assert "{ url_beg / }" in miss  # an absolute URI would be rewritten from the Host trick
     assert "acl has_cookie req.hdr(cookie) -m found" in frontend
     assert "acl has_authorization req.hdr(authorization) -m found" in frontend
     # only with weighted routing is a Cookie made of the affinity cookie alone no credential
@@ -151,4 +152,7 @@ def test_a_full_region_queue_answers_503_with_retry_after_in_json(tmp_path: Path
     own = next(line for line in section(text, "backend europe")
                if line.startswith("server europe "))
     assert "maxconn 250 maxqueue 1000" in own  # capacity / 100 at once, then the queue
+    # the backend queue itself has no bound in HAProxy: the region refuses past max_queue
+    assert section(text, "backend europe")[0] == \
+        "http-request deny deny_status 503 if { queue() ge 1000 }"
     assert "timeout queue 5000ms" in section(text, "defaults")

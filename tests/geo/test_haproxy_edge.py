@@ -560,34 +560,20 @@ class EchoEdge:
         return next((r for r in self.seen if tag in r["path"]), None)
 
 
-@pytest.fixture
-async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
-    """HAProxy with the generated configuration, every region (and the agent) an echo server
-    that answers each request with the headers it received."""
-    seen: list[dict[str, Any]] = []
-
-    async def echo(request: web.Request) -> web.Response:
-        record = {"path": request.path_qs, "headers": list(request.headers.items()),
-                  "method": request.method}
-        if request.path != "/health":
-            seen.append(record)
-        if request.path == "/api/drop" and sum(r["path"] == request.path_qs
-                                               for r in seen) == 1:
-            # the first delivery of each URL: the worker dies after reading the request
-            assert request.transport is not None
-            request.transport.close()
-            await asyncio.sleep(1)
-        return web.json_response(record)
-
+@contextlib.asynccontextmanager
+async def haproxy_in_front(tmp_path: Path, handler: Any,
+                           regions_yaml: str = EDGE_YAML) -> AsyncIterator[int]:
+    """The real HAProxy running the generated configuration, every region (and the agent) one
+    aiohttp upstream answering with `handler`; yields the edge's port."""
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
+    app.router.add_route("*", "/{tail:.*}", handler)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     regions = tmp_path / "regions.yaml"
-    regions.write_text(EDGE_YAML)
+    regions.write_text(regions_yaml)
     config = load_geo_config(regions)
     upstream = ("127.0.0.1", server.port or 0)
     text = render_haproxy_config(config, EdgeLayout(
@@ -612,7 +598,7 @@ async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
             writer.close()
             await writer.wait_closed()
             break
-        yield EchoEdge(port, seen)
+        yield port
     finally:
         process.terminate()
         try:
@@ -622,6 +608,29 @@ async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
             process.wait()
         log.close()
         await server.close()
+
+
+@pytest.fixture
+async def echo_edge(tmp_path: Path) -> AsyncIterator[EchoEdge]:
+    """HAProxy in front of echo servers that answer each request with the headers it
+    received."""
+    seen: list[dict[str, Any]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        record = {"path": request.path_qs, "headers": list(request.headers.items()),
+                  "method": request.method}
+        if request.path != "/health":
+            seen.append(record)
+        if request.path == "/api/drop" and sum(r["path"] == request.path_qs
+                                               for r in seen) == 1:
+            # the first delivery of each URL: the worker dies after reading the request
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(1)
+        return web.json_response(record)
+
+    async with haproxy_in_front(tmp_path, echo) as port:
+        yield EchoEdge(port, seen)
 
 
 async def _exchange(port: int, data: bytes) -> bytes:
@@ -689,6 +698,38 @@ async def test_only_safe_requests_are_retried_after_an_empty_response(
         answer = b""  # the edge may close the client connection instead of answering
     assert not answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert [r["method"] for r in echo_edge.seen if write_tag in r["path"]] == ["POST"]
+
+
+async def test_a_full_region_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    """One request at a time per region and a queue of two: of eight concurrent requests to
+    a slow region, the ones beyond what it holds and queues get the JSON 503 with
+    Retry-After at once, not after the queue timeout."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        if request.path != "/health":
+            await release.wait()
+        return web.json_response({"ok": True})
+
+    yaml = EDGE_YAML + ("regions: {us-east: {max_in_flight: 1}, us-west: {max_in_flight: 1},"
+                        " europe: {max_in_flight: 1}, asia: {max_in_flight: 1}}\n"
+                        "edge: {max_queue: 2}\n")
+    async with haproxy_in_front(tmp_path, slow, yaml) as port:
+        tasks = [asyncio.create_task(_exchange(port, request("GET", f"/api/slow?n={i}",
+                                                             [("X-Pitchey-Region", "asia")])))
+                 for i in range(8)]
+        # well before timeouts.queue_s (2 s), which would answer 503 too, but late
+        done, _ = await asyncio.wait(tasks, timeout=1.0)
+        refused = [t.result() for t in done]
+        # 1 held by the worker + 2 queued: the other 5 refused (retries may requeue a few)
+        assert 4 <= len(refused) <= 5, refused
+        for answer in refused:
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+            assert b"\r\nretry-after: 1\r\n" in answer.lower(), answer[:400]
+            assert b'"code":"overloaded"' in answer, answer
+        release.set()
+        held = [await t for t in tasks if t not in done]
+        assert held and all(a.startswith(b"HTTP/1.1 200") for a in held), held
 
 
 # -- 8. a slow client -----------------------------------------------------------------------
