@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 import urllib.error
@@ -34,6 +35,7 @@ class SampleSink(Protocol):
     def add_many(self, samples: Iterable[Any]) -> None: ...
 
 __all__ = [
+    "ADMIN_TOKEN_VARIABLE",
     "Fetch",
     "ScrapeTarget",
     "Scraper",
@@ -44,6 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+ADMIN_TOKEN_VARIABLE = "PITCHEY_ADMIN_TOKEN"
 Fetch = Callable[[str, float], bytes]  # (url, timeout_s) -> body; raises on any failure
 _STATE_KEYS = ("status", "state")
 _MAX_STRING = 40
@@ -115,8 +118,17 @@ def _leaves(node: Any, path: str, depth: int = 0) -> Iterable[tuple[str, Any]]:
 
 
 def urllib_fetch(url: str, timeout_s: float) -> bytes:
-    """GET `url`; raises on a connection error, a timeout or a non-2xx answer."""
-    request = urllib.request.Request(url, headers={"Accept": "text/plain, application/json"})
+    """GET `url`; raises on a connection error, a timeout or a non-2xx answer.
+
+    With PITCHEY_ADMIN_TOKEN in the environment it is sent as a bearer token: a deployment's
+    /status answers only loopback peers or that token, and a run against a remote
+    deployment would otherwise lose its service series. The token is never logged (a
+    refused scrape is recorded as "HTTP 403")."""
+    headers = {"Accept": "text/plain, application/json"}
+    token = os.environ.get(ADMIN_TOKEN_VARIABLE)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - our URLs
         body: bytes = response.read()
         return body

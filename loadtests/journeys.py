@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -31,6 +32,7 @@ __all__ = [
     "ProductionUser",
     "USER_CLASSES",
     "journey",
+    "write_headers",
 ]
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Thriller")
@@ -70,6 +72,16 @@ def journey(weight: int) -> Callable[[Task], Task]:
 # followed into the service. Drawn per journey, not per request, so the other journeys' requests
 # pay nothing for it.
 TRACE_SAMPLE_RATIO = float(os.environ.get("PITCHEY_TRACE_SAMPLE_RATIO", "0.01"))
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def write_headers() -> dict[str, str]:
+    """A fresh Idempotency-Key for one logical write (these journeys never resend one):
+    when a regional worker dies with the write in flight, the edge retries it on the next
+    region and the service executes it once. Logins send none (the service ignores it there)."""
+    return {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
 
 
 def _with_traceparent(request: Callable[..., Any]) -> Callable[..., Any]:
@@ -213,7 +225,7 @@ class PortalUser(FastHttpUser):
             return
         body = {"pitch_id": pitch_id, "message": "We would like to read the full treatment."}
         with self.client.post("/api/info-requests", json=body, name="/api/info-requests",
-                              catch_response=True) as response:
+                              headers=write_headers(), catch_response=True) as response:
             if response.status_code in (409, 422):  # already asked / pitch no longer public
                 response.success()
 
@@ -237,7 +249,7 @@ class PortalUser(FastHttpUser):
         if pitch_id is not None:
             body["pitch_id"] = pitch_id
         with self.client.post("/api/messages", json=body, name="/api/messages",
-                              catch_response=True) as response:
+                              headers=write_headers(), catch_response=True) as response:
             if response.status_code == 422:  # the pitch was deleted meanwhile
                 response.success()
 
@@ -268,7 +280,7 @@ class CreatorUser(PortalUser):
             "status": "published",
         }
         with self.client.post("/api/pitches", json=body, name="/api/pitches",
-                              catch_response=True) as response:
+                              headers=write_headers(), catch_response=True) as response:
             data = _json(response)
             if isinstance(data, dict) and isinstance(data.get("id"), int):
                 self.own.append(data["id"])
@@ -283,14 +295,14 @@ class CreatorUser(PortalUser):
         pitch_id = random.choice(self.own)
         body = {"logline": f"Revised {random.randint(1, 999)}: a courier races the blackout."}
         with self.client.put(f"/api/pitches/{pitch_id}", json=body, name="/api/pitches/{id}",
-                             catch_response=True) as response:
+                             headers=write_headers(), catch_response=True) as response:
             if response.status_code == 404:  # a sibling session of this account deleted it
                 response.success()
                 self.own.remove(pitch_id)
 
     def delete_pitch(self, pitch_id: int) -> None:
         with self.client.delete(f"/api/pitches/{pitch_id}", name="/api/pitches/{id}",
-                                catch_response=True) as response:
+                                headers=write_headers(), catch_response=True) as response:
             if response.status_code == 404:
                 response.success()
 
@@ -306,7 +318,7 @@ class CreatorUser(PortalUser):
         verb = "approve" if random.random() < 0.8 else "reject"
         with self.client.post(f"/api/info-requests/{request_id}/{verb}",
                               name=f"/api/info-requests/{{id}}/{verb}",
-                              catch_response=True) as response:
+                              headers=write_headers(), catch_response=True) as response:
             if response.status_code in (404, 409):  # decided by a sibling session already
                 response.success()
 
@@ -418,7 +430,7 @@ class BrowserUser(PortalUser):
             body = {"event_type": "pitch.view", "pitch_id": pitch_id,
                     "properties": {"source": "loadtest"}}
             with self.client.post("/api/analytics/events", json=body,
-                                  name="/api/analytics/events",
+                                  name="/api/analytics/events", headers=write_headers(),
                                   catch_response=True) as response:
                 if response.status_code == 422:  # the pitch was deleted meanwhile
                     response.success()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -25,7 +26,9 @@ import argon2
 from aiohttp import web
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from pitchey.cache import ThrottledWarning
 from pitchey.errors import ApiError
+from pitchey.login_throttle import LoginThrottle, open_attempt_store
 
 if TYPE_CHECKING:
     from pitchey.cache import Cache
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTH",
+    "FAILURE_REASONS",
     "SESSION_COOKIE",
     "Auth",
     "Session",
@@ -46,6 +50,9 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "pitchey_session"
+# Counted in pitchey_auth_failures_total{portal,reason}: a fixed set, so the series stay bounded.
+FAILURE_REASONS = ("unknown_account", "wrong_password", "wrong_portal", "throttled")
+log = logging.getLogger("pitchey.auth")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,128}")
 _USER_COLUMNS = "u.id, u.email, u.name, u.user_type, u.company"
 
@@ -126,6 +133,9 @@ class Auth:
         self._dummy_hash: str | None = None
         self._lookups = metrics.cache_lookups.labels("session") if metrics else None
         self._hits = metrics.cache_hits.labels("session") if metrics else None
+        self._failures = metrics.auth_failures if metrics else None
+        self.throttle = LoginThrottle(open_attempt_store(cache), clock)
+        self._throttled_log = ThrottledWarning(log, clock=clock)
 
     async def _check_password(self, stored: str | None, password: str) -> bool:
         if stored is None:
@@ -137,17 +147,59 @@ class Auth:
             return False
         return await asyncio.to_thread(_verify, self.hasher, stored, password)
 
-    async def login(self, email: str, password: str, portal: str) -> Session:
+    def _failed(self, portal: str, reason: str, client: str) -> None:
+        """Log and count one refused login (never the password; the email neither: failed
+        logins are mostly someone else's address). Refusals by the throttle cost an attacker
+        nothing, so their log lines are rate limited (each is still counted) lest a flood of
+        them fill the disk; every verdict on a password is logged."""
+        if reason == "throttled":
+            self._throttled_log.warn(
+                f"failed login: portal={portal} reason={reason} client={client}"
+            )
+        else:
+            log.warning("failed login: portal=%s reason=%s client=%s", portal, reason, client)
+        if self._failures is not None:
+            self._failures.labels(portal, reason).inc()
+
+    def _throttled(self, portal: str, client: str, retry_after_s: int) -> ApiError:
+        self._failed(portal, "throttled", client)
+        return ApiError(
+            429, "too_many_attempts",
+            f"too many failed sign-in attempts; try again in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    async def login(
+        self, email: str, password: str, portal: str, client: str = "unknown"
+    ) -> Session:
+        """A new session, or 401/403; 429 while the account or `client` (the caller's
+        address) is locked out by failed attempts (pitchey.login_throttle), before any
+        password is verified."""
+        retry_after_s = await self.throttle.retry_after(email, client)
+        if retry_after_s:
+            raise self._throttled(portal, client, retry_after_s)
         row = await self.db.fetchrow(
             "SELECT u.id, u.email, u.name, u.user_type, u.company, u.password_hash "
             "FROM users u WHERE u.email = $1",
             email,
         )
-        if not await self._check_password(row["password_hash"] if row else None, password):
+        verified = await self._check_password(row["password_hash"] if row else None, password)
+        # failures recorded by parallel attempts while this one was verified count too: a
+        # burst of guesses gets no more verdicts than the same guesses one after another
+        if not verified:
+            retry_after_s = await self.throttle.failed(email, client)
+            if retry_after_s:
+                raise self._throttled(portal, client, retry_after_s)
+            self._failed(portal, "wrong_password" if row else "unknown_account", client)
             raise ApiError(401, "invalid_credentials", "wrong email or password")
+        retry_after_s = await self.throttle.retry_after(email, client)
+        if retry_after_s:
+            raise self._throttled(portal, client, retry_after_s)
         assert row is not None
+        await self.throttle.succeeded(email)
         user = User.from_row(row)
         if user.portal != portal:
+            self._failed(portal, "wrong_portal", client)
             raise ApiError(
                 403, "wrong_portal",
                 f"this account belongs to the {user.portal} portal, not the {portal} portal",
@@ -162,7 +214,7 @@ class Auth:
     async def _open_session(self, user: User) -> Session:
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        expires_at = now + self.settings.session_ttl_s
+        expires_at = now + min(self.settings.session_ttl_s, self.settings.session_max_lifetime_s)
         await self.db.execute(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) "
             "VALUES ($1, $2, $3, $4)",
@@ -199,22 +251,36 @@ class Auth:
         return session
 
     async def refresh(self, session: Session) -> Session:
-        """A new token with a fresh expiry; the old token stops working at once."""
+        """A new token with a fresh expiry; the old token stops working at once. The session
+        keeps its sign-in time (`created_at`), and no expiry goes past that plus
+        `session_max_lifetime_s`: once that has passed, refresh ends the session (401)."""
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        expires_at = now + self.settings.session_ttl_s
+        ended = False
         async with self.db.transaction() as tx:
-            removed = await tx.execute(
-                "DELETE FROM sessions WHERE token_hash = $1", _digest(session.token)
+            row = await tx.fetchrow(
+                "DELETE FROM sessions WHERE token_hash = $1 RETURNING created_at",
+                _digest(session.token),
             )
-            if removed == 0:  # logged out (or refreshed) concurrently
+            if row is None:  # logged out (or refreshed) concurrently
                 raise ApiError(401, "unauthenticated", "the session has ended; sign in again")
-            await tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) "
-                "VALUES ($1, $2, $3, $4)",
-                _digest(token), session.user.id, now, expires_at,
-            )
+            created_at = float(row["created_at"])
+            ends_at = created_at + self.settings.session_max_lifetime_s
+            expires_at = min(now + self.settings.session_ttl_s, ends_at)
+            if expires_at <= now:
+                ended = True  # the delete commits: the session is gone, not just refused
+            else:
+                await tx.execute(
+                    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    _digest(token), session.user.id, created_at, expires_at,
+                )
         await self.cache.delete("session:" + _digest(session.token))
+        if ended:
+            raise ApiError(
+                401, "unauthenticated",
+                "the session reached its maximum lifetime; sign in again",
+            )
         return Session(token, expires_at, session.user)
 
     async def logout(self, token: str) -> None:
@@ -223,7 +289,9 @@ class Auth:
 
     def set_cookie(self, response: web.StreamResponse, session: Session) -> None:
         response.set_cookie(
-            SESSION_COOKIE, session.token, max_age=self.settings.session_ttl_s, path="/",
+            # no longer than the session itself (less after a late refresh: max lifetime)
+            SESSION_COOKIE, session.token, path="/",
+            max_age=max(0, round(session.expires_at - self.clock())),
             httponly=True, samesite="Lax", secure=self.settings.cookie_secure,
         )
 

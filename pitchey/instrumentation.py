@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from pitchey.cache import CacheUnavailable
 from pitchey.errors import ApiError, StorageUnavailable, json_error
+from pitchey.idempotency import WRITE_METHODS, idempotent
 from pitchey.metrics import ServiceMetrics
 from pitchey.ratelimit import MemoryRateLimiter, RateLimiter
 from pitchey.runtime import RuntimeStats
@@ -342,6 +343,9 @@ class RouteTable:
         answer_now: AnswerNow | None = None,
     ) -> web.AbstractRoute:
         resource = self._router.add_resource(path, name=name)
+        if method in WRITE_METHODS:  # honours Idempotency-Key (pitchey.idempotency)
+            handler = idempotent(self.app, handler, resource.canonical,
+                                 self._instrumentation._client_of)
         wrapped = self._instrumentation.wrap(handler, resource.canonical, answer_now=answer_now)
         if method == hdrs.METH_GET:  # as aiohttp's add_get: HEAD is served too
             resource.add_route(hdrs.METH_HEAD, wrapped)
@@ -384,8 +388,9 @@ class RouteTable:
         wrapped = instrumentation.wrap(
             instrumentation.fallback, UNMATCHED_ROUTE, rate_limited=False
         )
+        # [\s\S], not ".": a path with an encoded newline (%0A) must match it too
         return self._router.add_route(
-            hdrs.METH_ANY, "/{tail:.*}", wrapped, name=FALLBACK_ROUTE_NAME
+            hdrs.METH_ANY, "/{tail:[\\s\\S]*}", wrapped, name=FALLBACK_ROUTE_NAME
         )
 
 

@@ -189,6 +189,13 @@ class ServiceMetrics:
             "Requests refused with 429 by the per-client rate limit.",
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "pitchey_auth_failures",
+            "Refused logins by portal and reason (unknown_account, wrong_password, "
+            "wrong_portal, throttled).",
+            ["portal", "reason"],
+            registry=registry,
+        )
         self.storage_used_bytes = Gauge(
             "pitchey_storage_used_bytes",
             "Bytes used by the service's storage (database file or database size).",

@@ -14,10 +14,15 @@ from typing import Any
 
 from aiohttp import web
 
+from pitchey.api.analytics import EVENT_TYPE, MAX_DAYS, MAX_PROPERTIES_BYTES
+from pitchey.idempotency import HEADER as IDEMPOTENCY_HEADER
+from pitchey.idempotency import WRITE_METHODS
+from pitchey.instrumentation import UNLIMITED_PATHS
 from pitchey.validation import (
     BUDGET_RANGES,
     DEFAULT_PER_PAGE,
     GENRES,
+    MAX_ID,
     MAX_PAGE,
     MAX_PER_PAGE,
     PITCH_STATUSES,
@@ -42,6 +47,11 @@ class Operation:
     query: tuple[dict[str, Any], ...] = ()
     content_type: str = _JSON
     extra: dict[str, Any] = field(default_factory=dict)
+    # whether the handler reaches the database or the shared cache, and so can answer 503
+    # when they are down (the health probes document their own 503)
+    storage: bool = True
+    headers: tuple[dict[str, Any], ...] = ()  # request header parameters
+    response_headers: dict[int, dict[str, Any]] = field(default_factory=dict)  # by status
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -62,8 +72,35 @@ _PAGE = (
 _E = {400: ("Malformed JSON body", "Error"), 401: ("No valid session", "Error"),
       403: ("Session of another portal, or not the owner", "Error"),
       404: ("Not found", "Error"), 409: ("Conflicts with the current state", "Error"),
+      413: ("The body is larger than the service accepts (`PITCHEY_MAX_BODY_BYTES`)", "Error"),
       422: ("Invalid input; `fields` names each field and why", "Error"),
+      429: ("Too many requests from this client; `Retry-After` says when to retry", "Error"),
       503: ("Storage unavailable; nothing was changed", "Error")}
+# added to every operation they can happen on (see `_operation`), so no entry can forget them
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 0}}}
+# pitch versions (pitchey.api.pitches): a strong ETag per representation, If-Match on writes
+_ETAG = {"ETag": {"description": "strong validator of this representation (the pitch's "
+                                 "version and who it is for); send it back in `If-Match`",
+                  "schema": {"type": "string"}}}
+_IF_MATCH = ({"name": "If-Match", "in": "header", "required": False,
+              "schema": {"type": "string"},
+              "description": "write only if the pitch is still at this ETag (the owner's, from "
+                             "a read or a write), or `*`; absent: unconditional"},)
+_STALE = {412: ("If-Match names no current version of the pitch (`precondition_failed`): "
+                "read it again and retry", "Error")}
+
+
+_IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "Executes this write at most once per key and user (client address when "
+                   "anonymous) for 24 h: a repeat of the same request gets the stored answer "
+                   "with `Idempotent-Replayed: true`; the key with another method, path or "
+                   "body is a 422 (`idempotency_key_mismatch`); while the first is still "
+                   "running, a 409 (`idempotency_key_in_use`) with `Retry-After`. Ignored "
+                   "by the /api/auth/ routes (their answers hold session tokens).",
+}
 
 
 def _errors(*statuses: int) -> dict[int, tuple[str, str | None]]:
@@ -75,7 +112,10 @@ def _login(portal: str) -> Operation:
         f"Sign in to the {portal} portal", "auth",
         {200: ("Signed in; sets the `pitchey_session` cookie", "SessionResponse"),
          **_errors(400, 422), 401: ("Wrong email or password", "Error"),
-         403: ("The account belongs to another portal", "Error")},
+         403: ("The account belongs to another portal", "Error"),
+         429: ("Too many requests from this client, or too many failed sign-ins for this "
+               "account or address (`too_many_attempts`, answered before the password is "
+               "checked); `Retry-After` says when to retry", "Error")},
         body="Credentials",
     )
 
@@ -90,24 +130,29 @@ def _dashboard(portal: str) -> Operation:
 _OBSERVABILITY = "observability"
 OPERATIONS: dict[str, Operation] = {
     "health": Operation("Liveness: cheap, touches nothing", _OBSERVABILITY,
-                        {200: ("Alive", "Object")}),
+                        {200: ("Alive", "Object")}, storage=False),
     "health_db": Operation("Database health and latency", _OBSERVABILITY,
-                           {200: ("Healthy", "Object"), 503: ("Unhealthy", "Object")}),
+                           {200: ("Healthy", "Object"), 503: ("Unhealthy", "Object")},
+                           storage=False),
     "health_services": Operation("Health of every dependency", _OBSERVABILITY,
-                                 {200: ("Healthy", "Object"), 503: ("Unhealthy", "Object")}),
+                                 {200: ("Healthy", "Object"), 503: ("Unhealthy", "Object")},
+                                 storage=False),
     "api_health": Operation("Seed 000's detailed health (status, services, metrics)",
                             _OBSERVABILITY, {200: ("Healthy or degraded", "Object"),
-                                             503: ("Unhealthy", "Object")}),
+                                             503: ("Unhealthy", "Object")}, storage=False),
     "metrics": Operation("Prometheus metrics (text exposition format)", _OBSERVABILITY,
-                         {200: ("Metrics", None)}, content_type="text/plain"),
+                         {200: ("Metrics", None)}, content_type="text/plain", storage=False),
     "status": Operation("Version, uptime, region, config hash, dependencies, recent p95",
-                        _OBSERVABILITY, {200: ("Status", "Object")}),
+                        _OBSERVABILITY, {200: ("Status", "Object")}, storage=False),
     "config": Operation("Effective settings with every secret redacted", _OBSERVABILITY,
-                        {200: ("Settings", "Object")}),
-    "openapi": Operation("This document", _OBSERVABILITY, {200: ("OpenAPI 3.1", "Object")}),
+                        {200: ("Settings", "Object")}, storage=False),
+    "openapi": Operation("This document", _OBSERVABILITY, {200: ("OpenAPI 3.1", "Object")},
+                         storage=False),
     **{f"auth_{portal}_login": _login(portal) for portal in PORTALS},
     "auth_refresh": Operation(
-        "Extend the session: a new token with a fresh 24 h expiry; the old one stops working",
+        "Extend the session: a new token with a fresh 24 h expiry, never past the session's "
+        "absolute lifetime (`PITCHEY_SESSION_MAX_LIFETIME`, 7 days from sign-in; then 401); "
+        "the old token stops working",
         "auth", {200: ("Renewed; sets the cookie", "SessionResponse"), **_errors(401)},
         auth="required"),
     "auth_logout": Operation("End the session (if any) and clear the cookie", "auth",
@@ -127,17 +172,19 @@ OPERATIONS: dict[str, Operation] = {
     "pitches_create": Operation(
         "Create a pitch (creator portal)", "pitches",
         {201: ("Created", "Pitch"), **_errors(400, 401, 403, 422)},
-        body="PitchInput", auth="creator"),
+        body="PitchInput", auth="creator", response_headers={201: _ETAG}),
     "pitches_get": Operation(
         "One pitch; protected fields only for its creator and approved-NDA holders", "pitches",
-        {200: ("The pitch", "Pitch"), **_errors(404)}, auth="optional"),
+        {200: ("The pitch", "Pitch"), **_errors(404)}, auth="optional",
+        response_headers={200: _ETAG}),
     "pitches_update": Operation(
-        "Change some fields of your pitch", "pitches",
-        {200: ("Updated", "Pitch"), **_errors(400, 401, 403, 404, 422)},
-        body="PitchUpdate", auth="required"),
-    "pitches_delete": Operation("Delete your pitch", "pitches",
-                                {204: ("Deleted", None), **_errors(401, 403, 404)},
-                                auth="required"),
+        "Change some fields of your pitch (only if still at `If-Match`, when sent)", "pitches",
+        {200: ("Updated", "Pitch"), **_errors(400, 401, 403, 404, 422), **_STALE},
+        body="PitchUpdate", auth="required", headers=_IF_MATCH, response_headers={200: _ETAG}),
+    "pitches_delete": Operation("Delete your pitch (only if still at `If-Match`, when sent)",
+                                "pitches",
+                                {204: ("Deleted", None), **_errors(401, 403, 404), **_STALE},
+                                auth="required", headers=_IF_MATCH),
     **{f"dashboard_{portal}": _dashboard(portal) for portal in PORTALS},
     "info_requests_create": Operation(
         "Request an NDA for a published pitch (investor or production portal)", "info-requests",
@@ -149,7 +196,7 @@ OPERATIONS: dict[str, Operation] = {
         {200: ("One page", "InfoRequestPage"), **_errors(401, 422)}, auth="required",
         query=(*_PAGE, _query("status", {"type": "string",
                                          "enum": ["pending", "approved", "rejected"]},
-                              "request status"))),
+                              "request status (absent: every status)"))),
     "info_requests_approve": Operation(
         "Approve a pending request on your pitch", "info-requests",
         {200: ("Approved", "InfoRequest"), **_errors(401, 403, 404, 409)}, auth="creator"),
@@ -159,7 +206,8 @@ OPERATIONS: dict[str, Operation] = {
     "messages_list": Operation(
         "Your messages, newest first; `with` narrows to one conversation", "messages",
         {200: ("One page", "MessagePage"), **_errors(401, 422)}, auth="required",
-        query=(*_PAGE, _query("with", {"type": "integer", "minimum": 1}, "the other user"))),
+        query=(*_PAGE, _query("with", {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                              "the other user"))),
     "messages_send": Operation("Send a message to another user", "messages",
                                {201: ("Sent", "Message"), **_errors(400, 401, 422)},
                                body="MessageInput", auth="required"),
@@ -178,8 +226,8 @@ OPERATIONS: dict[str, Operation] = {
     "analytics_summary": Operation(
         "Your event counts by type (and, for creators, events on your pitches)", "analytics",
         {200: ("Summary", "AnalyticsSummary"), **_errors(401, 422)}, auth="required",
-        query=(_query("days", {"type": "integer", "minimum": 1, "maximum": 365, "default": 30},
-                      "window in days"),)),
+        query=(_query("days", {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
+                               "default": 30}, "window in days"),)),
 }
 
 
@@ -201,6 +249,10 @@ def _page_of(item: str, counted: bool) -> dict[str, Any]:
     else:
         properties["has_more"] = {"type": "boolean"}
     return {"type": "object", "properties": properties, "required": sorted(properties)}
+
+
+_VISIBLE_PITCH = ("a pitch the caller may see: someone else's draft is refused (422) exactly "
+                  "like an id that does not exist")
 
 
 def _schemas() -> dict[str, Any]:
@@ -258,8 +310,9 @@ def _schemas() -> dict[str, Any]:
             "decided_at": _nullable(timestamp)}},
         "InfoRequestPage": _page_of("InfoRequest", counted=False),
         "MessageInput": {"type": "object", "required": ["recipient_id", "body"], "properties": {
-            "recipient_id": ident, "body": {"type": "string", "minLength": 1, "maxLength": 5000},
-            "pitch_id": _nullable(ident)}},
+            "recipient_id": ident, "body": {"type": "string", "minLength": 1, "maxLength": 5000,
+                                            "description": "trimmed before the length check"},
+            "pitch_id": {**_nullable(ident), "description": _VISIBLE_PITCH}}},
         "Message": {"type": "object", "properties": {
             "id": ident, "conversation_id": {"type": "string"}, "sender": named,
             "recipient": named, "pitch_id": _nullable(ident), "body": {"type": "string"},
@@ -271,9 +324,11 @@ def _schemas() -> dict[str, Any]:
             "created_at": timestamp, "read_at": _nullable(timestamp)}},
         "NotificationPage": _page_of("Notification", counted=False),
         "AnalyticsEventInput": {"type": "object", "required": ["event_type"], "properties": {
-            "event_type": {"type": "string", "pattern": "^[a-z][a-z0-9_.]{0,63}$"},
-            "pitch_id": _nullable(ident),
-            "properties": {"type": "object", "description": "at most 4096 bytes as JSON"}}},
+            "event_type": {"type": "string", "pattern": f"^{EVENT_TYPE.pattern}$"},
+            "pitch_id": {**_nullable(ident), "description": _VISIBLE_PITCH},
+            "properties": {"type": "object",
+                           "description": f"at most {MAX_PROPERTIES_BYTES} bytes as JSON "
+                                          "(ASCII-escaped); absent means {}, null is refused"}}},
         "AnalyticsSummary": {"type": "object", "properties": {
             "days": {"type": "integer"},
             "mine": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -302,18 +357,36 @@ def _operation(route: web.AbstractRoute, path: str, doc: Operation) -> dict[str,
         {"name": name, "in": "path", "required": True,
          "schema": {"type": "integer", "minimum": 1}}
         for name in _PARAM.findall(path)
-    ] + list(doc.query)
+    ] + list(doc.query) + list(doc.headers)
+    if route.method in WRITE_METHODS:
+        parameters.append(_IDEMPOTENCY_KEY)
     if parameters:
         operation["parameters"] = parameters
     if doc.body:
         operation["requestBody"] = {"required": True,
                                     "content": {_JSON: {"schema": _ref(doc.body)}}}
-    for status, (description, schema) in sorted(doc.responses.items()):
+    responses = dict(doc.responses)
+    if doc.body is not None:
+        responses.setdefault(413, _E[413])
+    if path not in UNLIMITED_PATHS:
+        responses.setdefault(429, _E[429])
+    if doc.storage:
+        responses.setdefault(503, _E[503])
+    if route.method in WRITE_METHODS:  # an Idempotency-Key in use, reused or malformed
+        responses.setdefault(409, _E[409])
+        responses.setdefault(422, _E[422])
+    for status, (description, schema) in sorted(responses.items()):
         response: dict[str, Any] = {"description": description}
-        if schema is not None:
+        if status in (429, 503) and schema == "Error":
+            response["headers"] = _RETRY_AFTER
+        if schema == "Error":
+            response["content"] = {_JSON: {"schema": _ref(schema)}}
+        elif schema is not None:
             response["content"] = {doc.content_type: {"schema": _ref(schema)}}
         elif doc.content_type != _JSON:
             response["content"] = {doc.content_type: {"schema": {"type": "string"}}}
+        if status in doc.response_headers:
+            response["headers"] = {**response.get("headers", {}), **doc.response_headers[status]}
         operation["responses"][str(status)] = response
     security = _security(doc.auth)
     if security is not None:

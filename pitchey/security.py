@@ -20,6 +20,8 @@ SECURITY_HEADERS: dict[str, str] = {
         "microphone=(), payment=(), usb=()"
     ),
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains; preload",
+    # instead of aiohttp's "Python/3.11 aiohttp/3.x": no versions for a scanner to match
+    "Server": "pitchey",
 }
 
 CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"

@@ -10,6 +10,8 @@ import sys
 
 from aiohttp import web
 
+from pitchey.protocol import PitcheyRunner
+from pitchey.redact import redact_logs
 from pitchey.settings import Settings
 
 __all__ = ["serve_forever", "run_seed", "bound_port"]
@@ -25,16 +27,31 @@ def bound_port(runner: web.AppRunner) -> int:
 
 async def _serve(settings: Settings, access_log: bool) -> None:
     from pitchey.app import create_app
+    from pitchey.health import metrics_app
 
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = PitcheyRunner(
         app,
+        header_timeout_s=settings.header_timeout_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         handle_signals=False,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
     await site.start()
+    runners = [runner]
+    if settings.metrics_port is not None:
+        # /metrics of the same registry on a port of its own (still on the main port too)
+        metrics_runner = PitcheyRunner(
+            metrics_app(app), header_timeout_s=settings.header_timeout_s,
+            keepalive_timeout_s=settings.keepalive_timeout_s, access_log=None,
+            handle_signals=False,
+        )
+        await metrics_runner.setup()
+        runners.append(metrics_runner)
+        await web.TCPSite(metrics_runner, settings.host, settings.metrics_port,
+                          reuse_address=True).start()
     # Everything allocated so far (modules, the app, its clients) lives as long as the
     # process: moving it out of the collector's generations keeps full collections from
     # walking it again and again under load.
@@ -50,15 +67,20 @@ async def _serve(settings: Settings, access_log: bool) -> None:
         f"cache {'redis' if settings.redis_url else 'memory'})",
         flush=True,
     )
+    if len(runners) > 1:
+        print(f"pitchey: metrics on http://{settings.host}:{bound_port(runners[1])}/metrics",
+              flush=True)
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
 
 
 def serve_forever(settings: Settings, *, access_log: bool = False) -> int:
-    if access_log:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING,
+                        format="%(message)s")
+    redact_logs(settings.secret_values())  # no credential reaches a log line
     try:
         asyncio.run(_serve(settings, access_log))
     except OSError as exc:

@@ -38,6 +38,9 @@ __all__ = [
     "parse_id",
     "parse_page",
     "parse_pitch_list",
+    "parse_query_choice",
+    "parse_query_id",
+    "parse_query_int",
     "read_json",
     "validate_pitch",
 ]
@@ -53,7 +56,7 @@ TEXT_LIMITS: dict[str, tuple[int, int]] = {
     "logline": (10, 500),
     "synopsis": (50, 5000),
     "budget_details": (0, 2000),
-    "script_url": (0, 2000),
+    "script_url": (1, 2000),  # "" is no URL; null clears the field
 }
 MAX_ID = 2**63 - 1
 MAX_PAGE = 100_000
@@ -145,6 +148,26 @@ class Checker:
             return
         self.values[name] = value if value or not nullable else None
 
+    def password(self, name: str, low: int, high: int) -> None:
+        """A password is exactly what the user typed: unlike `text`, never stripped or
+        normalised (spaces and tabs at either end are part of it)."""
+        if not self._present(name, True):
+            return
+        value = self.body[name]
+        if not isinstance(value, str):
+            self.errors[name] = "must be a string"
+            return
+        problem = _storable(value)
+        if problem is not None:
+            self.errors[name] = problem
+            return
+        if not low <= len(value) <= high:
+            self.errors[name] = (
+                f"must be between {low} and {high} characters long (got {len(value)})"
+            )
+            return
+        self.values[name] = value
+
     def choice(self, name: str, options: tuple[str, ...], *, required: bool = True) -> None:
         if not self._present(name, required):
             return
@@ -170,8 +193,11 @@ class Checker:
     def url(self, name: str) -> None:
         """Optional http(s) URL without whitespace."""
         self.text(name, *TEXT_LIMITS[name], required=False, nullable=True)
-        value = self.values.get(name)
-        if value and (
+        if name not in self.values or self.body[name] is None:
+            return
+        value = self.values[name]
+        # "" (or spaces) is no URL: null is how a client clears the field
+        if not value or (
             not value.startswith(("http://", "https://")) or any(c.isspace() for c in value)
         ):
             del self.values[name]
@@ -208,8 +234,10 @@ def _query_int(
     query: Mapping[str, str], name: str, default: int, high: int, errors: dict[str, str]
 ) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
+    # an empty value (`?page=`) is refused like any other non-number: the OpenAPI document
+    # types it as an integer, and a client that sends it has a bug worth telling about
     if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= high:
         errors[name] = f"must be a whole number between 1 and {high}"
         return default
@@ -259,12 +287,37 @@ def _query_choice(
     query: Mapping[str, str], name: str, options: tuple[str, ...], errors: dict[str, str]
 ) -> str | None:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    if raw not in options:
+    if raw not in options:  # "" included: `?genre=` is no filter the document allows
         errors[name] = "must be one of " + ", ".join(options)
         return None
     return raw
+
+
+def parse_query_id(query: Mapping[str, str], name: str, errors: dict[str, str]) -> int | None:
+    """An optional id in the query string (1 to MAX_ID); None when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_ID:
+        errors[name] = f"must be a whole number between 1 and {MAX_ID}"
+        return None
+    return int(raw)
+
+
+def parse_query_int(
+    query: Mapping[str, str], name: str, default: int, high: int, errors: dict[str, str]
+) -> int:
+    """An optional whole number 1..`high` in the query string; `default` when absent."""
+    return _query_int(query, name, default, high, errors)
+
+
+def parse_query_choice(
+    query: Mapping[str, str], name: str, options: tuple[str, ...], errors: dict[str, str]
+) -> str | None:
+    """An optional enum value in the query string; None when absent, refused when empty."""
+    return _query_choice(query, name, options, errors)
 
 
 def parse_pitch_list(query: Mapping[str, str]) -> ListQuery:

@@ -9,19 +9,19 @@ from typing import Any
 
 from aiohttp import web
 
-from pitchey.api.common import SERVICES, json_response
+from pitchey.api.common import SERVICES, json_response, visible_pitch
 from pitchey.auth import current_session, require_user
 from pitchey.errors import field_errors
 from pitchey.instrumentation import RouteTable
 from pitchey.storage import activity
-from pitchey.storage import pitches as pitch_store
-from pitchey.validation import Checker, read_json
+from pitchey.validation import Checker, parse_query_int, read_json
 
-__all__ = ["EVENT_TYPE", "MAX_PROPERTIES_BYTES", "add_analytics_routes"]
+__all__ = ["EVENT_TYPE", "MAX_DAYS", "MAX_PROPERTIES_BYTES", "add_analytics_routes"]
 
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 MAX_PROPERTIES_BYTES = 4096
-_MAX_DAYS = 365
+MAX_DAYS = 365
+_DEFAULT_DAYS = 30
 
 
 def _event(body: dict[str, Any]) -> dict[str, Any]:
@@ -30,13 +30,13 @@ def _event(body: dict[str, Any]) -> dict[str, Any]:
     check.identifier("pitch_id", required=False, nullable=True)
     values = check.done()
     errors: dict[str, str] = {}
-    if not EVENT_TYPE.fullmatch(values["event_type"]):
+    # the untrimmed text, as the document's pattern states it: " view" is no event type
+    if not EVENT_TYPE.fullmatch(body["event_type"]):
         errors["event_type"] = (
             "must be lowercase letters, digits, '_' or '.', starting with a letter"
         )
+    # absent means {}; null is refused like any other non-object (the document says object)
     properties = body.get("properties", {})
-    if properties is None:
-        properties = {}
     if not isinstance(properties, dict):
         errors["properties"] = "must be a JSON object"
     elif len(json.dumps(properties, ensure_ascii=True)) > MAX_PROPERTIES_BYTES:
@@ -54,7 +54,7 @@ async def record_event(request: web.Request) -> web.StreamResponse:
     pitch_id: int | None = values.get("pitch_id")
     owner: int | None = None
     if pitch_id is not None:
-        meta = await pitch_store.owner_of(services.db, pitch_id)
+        meta = await visible_pitch(services.db, pitch_id, session.user.id if session else None)
         if meta is None:
             raise field_errors({"pitch_id": "no such pitch"})
         owner = int(meta["creator_id"])
@@ -68,14 +68,14 @@ async def record_event(request: web.Request) -> web.StreamResponse:
 
 
 async def event_summary(request: web.Request) -> web.StreamResponse:
-    """Counts by event type over the last `days` (1-365, default 30): the user's own events,
+    """Counts by event type over the last `days` (1-MAX_DAYS, default 30): the user's own events,
     and for creators the events on their pitches."""
     services = request.app[SERVICES]
     user = await require_user(request, None)
-    raw = request.query.get("days", "30")
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= _MAX_DAYS):
-        raise field_errors({"days": f"must be a whole number between 1 and {_MAX_DAYS}"})
-    days = int(raw)
+    errors: dict[str, str] = {}
+    days = parse_query_int(request.query, "days", _DEFAULT_DAYS, MAX_DAYS, errors)
+    if errors:
+        raise field_errors(errors)
     since = services.clock() - days * 86400
     body: dict[str, Any] = {
         "days": days,

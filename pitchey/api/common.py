@@ -16,7 +16,8 @@ from pitchey.cache import Cache, MemoryCache, read_through
 from pitchey.metrics import ServiceMetrics
 from pitchey.security import SECURITY_HEADERS
 from pitchey.settings import Settings
-from pitchey.storage import Database, Row
+from pitchey.storage import Connection, Database, Row, ndas
+from pitchey.storage import pitches as pitch_store
 from pitchey.tracing import Tracing
 from pitchey.validation import ListQuery, parse_pitch_list
 
@@ -29,6 +30,7 @@ __all__ = [
     "json_body",
     "json_response",
     "page_of",
+    "visible_pitch",
 ]
 
 Clock = Callable[[], float]
@@ -139,3 +141,19 @@ def iso(timestamp: float | None) -> str | None:
 def page_of(rows: list[Row], per_page: int) -> tuple[list[Row], bool]:
     """Rows fetched with LIMIT per_page + 1 -> (the page, whether another page follows)."""
     return rows[:per_page], len(rows) > per_page
+
+
+async def visible_pitch(conn: Connection, pitch_id: int, user_id: int | None) -> Row | None:
+    """`creator_id`, `status` and `title` of a pitch the caller may see, else None.
+
+    Someone else's draft is None exactly like a missing pitch (unless the caller holds an
+    approved NDA for it, as GET /api/pitches/{id} allows): otherwise a write naming a pitch
+    id would tell drafts apart from ids that do not exist."""
+    meta = await pitch_store.owner_of(conn, pitch_id)
+    if meta is None or meta["status"] != "draft" or meta["creator_id"] == user_id:
+        return meta
+    if user_id is not None:
+        nda = await ndas.find(conn, pitch_id, user_id)
+        if nda is not None and nda["status"] == "approved":
+            return meta
+    return None

@@ -7,13 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from pitchey.api.common import SERVICES, iso, json_response, page_of
+from pitchey.api.common import SERVICES, iso, json_response, page_of, visible_pitch
 from pitchey.auth import require_user
 from pitchey.errors import ApiError, field_errors
 from pitchey.instrumentation import RouteTable
 from pitchey.storage import Row, inbox
-from pitchey.storage import pitches as pitch_store
-from pitchey.validation import MAX_ID, Checker, parse_id, parse_page, read_json
+from pitchey.validation import Checker, parse_id, parse_page, parse_query_id, read_json
 
 __all__ = ["add_inbox_routes", "message_body", "notification_body"]
 
@@ -62,7 +61,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         errors: dict[str, str] = {}
         if not await inbox.user_exists(tx, recipient_id):
             errors["recipient_id"] = "no such user"
-        if pitch_id is not None and await pitch_store.owner_of(tx, pitch_id) is None:
+        if pitch_id is not None and await visible_pitch(tx, pitch_id, user.id) is None:
             errors["pitch_id"] = "no such pitch"
         if errors:
             raise field_errors(errors)
@@ -81,13 +80,7 @@ async def list_messages(request: web.Request) -> web.StreamResponse:
     user = await require_user(request, None)
     errors: dict[str, str] = {}
     page = parse_page(request.query, errors)
-    other = request.query.get("with")
-    other_id: int | None = None
-    if other:
-        if not other.isascii() or not other.isdigit() or not 1 <= int(other) <= MAX_ID:
-            errors["with"] = f"must be a user id between 1 and {MAX_ID}"
-        else:
-            other_id = int(other)
+    other_id = parse_query_id(request.query, "with", errors)  # `?with=` is refused
     if errors:
         raise field_errors(errors)
     limit = page.per_page + 1

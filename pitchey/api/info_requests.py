@@ -20,7 +20,7 @@ from pitchey.instrumentation import RouteTable
 from pitchey.storage import Row, inbox, ndas
 from pitchey.storage import pitches as pitch_store
 from pitchey.storage.errors import UniqueViolation
-from pitchey.validation import Checker, parse_id, parse_page, read_json
+from pitchey.validation import Checker, parse_id, parse_page, parse_query_choice, read_json
 
 __all__ = ["add_info_request_routes", "info_request_body"]
 
@@ -87,9 +87,7 @@ async def list_requests(request: web.Request) -> web.StreamResponse:
     user = await require_user(request, None)
     errors: dict[str, str] = {}
     page = parse_page(request.query, errors)
-    status = request.query.get("status") or None
-    if status is not None and status not in STATUSES:
-        errors["status"] = "must be one of " + ", ".join(STATUSES)
+    status = parse_query_choice(request.query, "status", STATUSES, errors)
     if errors:
         raise field_errors(errors)
     lister = ndas.list_for_creator if user.portal == "creator" else ndas.list_for_requester

@@ -4,7 +4,15 @@ Reads are served from cached JSON bytes (namespace "pitches", seed 000's 10 min 
 write bumps the namespace, so the next read anywhere reloads. Protected fields (synopsis,
 budget_details, script_url) appear only for the pitch's creator and for users whose NDA
 request on it was approved; everyone else gets the public body. Who may see what is itself
-cached per user (namespace "access:<user id>"), bumped when that set changes.
+cached per user (namespace "access:<user id>"), bumped when that set changes; a delete bumps
+it for the owner and for everyone who had an NDA request on the pitch.
+
+Every representation carries a strong `ETag`, `"<version>-<access>"`: the pitch's `version`
+column counts its writes, and the owner, an NDA holder and the public see different bodies,
+so different tags. PUT and DELETE honour `If-Match` (RFC 9110 13.1.1) by comparing and
+bumping the version in the one statement that writes; a stale tag is a 412. Check and write
+are that one statement, so a PUT or DELETE racing a DELETE answers 404, never 500, and only
+one of several DELETEs answers 204.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any
+import re
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -20,13 +29,45 @@ from pitchey.api.common import SERVICES, Services, dumps, iso, json_body, json_r
 from pitchey.auth import User, current_session, require_user
 from pitchey.errors import ApiError
 from pitchey.instrumentation import AnswerNow, RouteTable
-from pitchey.storage import Row
+from pitchey.storage import Connection, Row
 from pitchey.storage import pitches as store
 from pitchey.validation import ListQuery, parse_id, read_json, validate_pitch
 
-__all__ = ["PROTECTED_FIELDS", "add_pitch_routes", "full_pitch", "pitch_summary"]
+__all__ = [
+    "PROTECTED_FIELDS", "add_pitch_routes", "entity_tag", "full_pitch", "if_match_versions",
+    "pitch_summary",
+]
 
 PROTECTED_FIELDS = ("synopsis", "budget_details", "script_url")
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
+# only the owner may write, so only the owner's representation can satisfy an If-Match; the
+# digit bound keeps the number inside BIGINT
+_OWNER_TAG = re.compile(r"([0-9]{1,18})-owner")
+
+
+def entity_tag(version: int, access: str) -> str:
+    """The strong ETag of one representation: the pitch's version and who it was for."""
+    return f'"{version}-{access}"'
+
+
+def if_match_versions(request: web.Request) -> frozenset[int] | None:
+    """The versions the request's If-Match accepts; None when it sets no condition (no
+    header, or `*`: any current representation, and a missing pitch is a 404 anyway).
+
+    Comparison is strong (RFC 9110 8.8.3.2), so weak tags and tags of another
+    representation match nothing: an empty set, which fails the condition."""
+    values = request.headers.getall("If-Match", [])
+    if not values:
+        return None
+    header = ",".join(values)
+    if header.strip() == "*":
+        return None
+    versions = set()
+    for weak, tag in _ENTITY_TAG.findall(header):
+        match = None if weak else _OWNER_TAG.fullmatch(tag)
+        if match is not None:
+            versions.add(int(match.group(1)))
+    return frozenset(versions)
 
 
 def pitch_summary(row: Row) -> dict[str, Any]:
@@ -122,14 +163,20 @@ async def get_pitch(request: web.Request) -> web.StreamResponse:
     session = await current_session(request)
     access = (await access_map(services, session.user)).get(str(pitch_id)) if session else None
 
+    view = access or "public"
+
     async def load() -> bytes:
+        # the ETag is cached with the body it describes, on a line of its own before it
+        # (compact JSON has no raw newline), so a hit answers both without a query
         row = await store.get(services.db, pitch_id)
         if row is None or (access is None and row["status"] == "draft"):
             raise ApiError(404, "not_found", "no such pitch")
-        return dumps(full_pitch(row, access) if access else public_pitch(row))
+        body = dumps(full_pitch(row, access) if access else public_pitch(row))
+        return entity_tag(int(row["version"]), view).encode() + b"\n" + body
 
-    key = f"full:{pitch_id}:{access}" if access else f"detail:{pitch_id}"
-    return json_body(await services.cached("pitches", key, ttl, load))
+    tagged = await services.cached("pitches", f"tagged:{pitch_id}:{view}", ttl, load)
+    tag, _, body = tagged.partition(b"\n")
+    return json_body(body, headers={"ETag": tag.decode()})
 
 
 async def create_pitch(request: web.Request) -> web.StreamResponse:
@@ -142,7 +189,9 @@ async def create_pitch(request: web.Request) -> web.StreamResponse:
     assert row is not None
     await services.invalidate("pitches", f"dashboard:{user.id}", f"access:{user.id}")
     return json_response(
-        full_pitch(row, "owner"), status=201, headers={"Location": f"/api/pitches/{pitch_id}"}
+        full_pitch(row, "owner"), status=201,
+        headers={"Location": f"/api/pitches/{pitch_id}",
+                 "ETag": entity_tag(int(row["version"]), "owner")},
     )
 
 
@@ -155,28 +204,52 @@ def _check_owner(meta: Row | None, user: User) -> None:
         raise ApiError(403, "not_owner", "only the pitch's creator may change it")
 
 
+async def _refuse(
+    conn: Connection, pitch_id: int, user: User, versions: frozenset[int] | None
+) -> NoReturn:
+    """Why a write found no row to change: 404 or 403 exactly as without If-Match (RFC 9110
+    13.2.1: preconditions never mask those), else the version did not match: 412."""
+    _check_owner(await store.owner_of(conn, pitch_id), user)
+    if versions is not None:
+        raise ApiError(412, "precondition_failed",
+                       "the pitch changed since the version in If-Match; read it again and "
+                       "retry with its current ETag")
+    raise ApiError(404, "not_found", "no such pitch")  # deleted between the two statements
+
+
 async def update_pitch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     user = await require_user(request, None)
     pitch_id = parse_id(request.match_info["id"], "pitch")
+    versions = if_match_versions(request)
     values = validate_pitch(await read_json(request), partial=True)
     async with services.db.transaction() as tx:
-        _check_owner(await store.owner_of(tx, pitch_id), user)
-        await store.update(tx, pitch_id, values, services.clock())
+        changed = await store.update(tx, pitch_id, user.id, values, services.clock(), versions)
+        if changed is None:
+            await _refuse(tx, pitch_id, user, versions)
+        # our UPDATE holds the row until commit: a racing DELETE cannot remove it before this
         row = await store.get(tx, pitch_id)
-    assert row is not None
+    if row is None:
+        raise ApiError(404, "not_found", "no such pitch")
     await services.invalidate("pitches", f"dashboard:{user.id}")
-    return json_response(full_pitch(row, "owner"))
+    return json_response(full_pitch(row, "owner"),
+                         headers={"ETag": entity_tag(int(row["version"]), "owner")})
 
 
 async def delete_pitch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     user = await require_user(request, None)
     pitch_id = parse_id(request.match_info["id"], "pitch")
+    versions = if_match_versions(request)
     async with services.db.transaction() as tx:
-        _check_owner(await store.owner_of(tx, pitch_id), user)
-        await store.delete(tx, pitch_id)
-    await services.invalidate("pitches", f"dashboard:{user.id}", f"access:{user.id}")
+        # read before the cascade removes them: whose cached access names this pitch
+        requesters = await store.nda_requesters(tx, pitch_id)
+        if not await store.delete(tx, pitch_id, user.id, versions):
+            await _refuse(tx, pitch_id, user, versions)
+    await services.invalidate(
+        "pitches", f"dashboard:{user.id}", f"access:{user.id}",
+        *(f"{kind}:{requester}" for requester in requesters for kind in ("access", "dashboard")),
+    )
     return web.Response(status=204)
 
 

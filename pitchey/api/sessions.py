@@ -11,7 +11,7 @@ from aiohttp import web
 from pitchey.api.common import SERVICES, iso, json_response
 from pitchey.auth import Session, current_session, session_token
 from pitchey.errors import ApiError, field_errors
-from pitchey.instrumentation import RouteTable
+from pitchey.instrumentation import RouteTable, client_address
 from pitchey.validation import PORTALS, Checker, read_json
 
 __all__ = ["add_session_routes", "session_body"]
@@ -29,7 +29,7 @@ def session_body(session: Session) -> dict[str, Any]:
 def _credentials(body: dict[str, Any]) -> tuple[str, str]:
     check = Checker(body)
     check.text("email", 3, 254)
-    check.text("password", 1, 1024)
+    check.password("password", 1, 1024)
     values = check.done()
     email = str(values["email"]).lower()
     if "@" not in email:
@@ -41,7 +41,8 @@ def _login_handler(portal: str) -> Handler:
     async def login(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         email, password = _credentials(await read_json(request))
-        session = await services.auth.login(email, password, portal)
+        client = client_address(request, services.settings.trust_forwarded_for)
+        session = await services.auth.login(email, password, portal, client)
         response = json_response(session_body(session))
         services.auth.set_cookie(response, session)
         return response

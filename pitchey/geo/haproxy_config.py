@@ -158,7 +158,7 @@ def _defaults(config: GeoConfig, layout: EdgeLayout) -> str:
         f"timeout check {_seconds(config.health.timeout_s)}",
         # a connection that failed never delivered the request: safe to retry for any
         # method, on another region from the first retry on; an empty response only for
-        # safe methods (the frontend's disable-l7-retry)
+        # safe methods and keyed writes (the frontend's disable-l7-retry)
         f"retries {config.edge.retries}",
         "option redispatch 1",
         "retry-on conn-failure empty-response",
@@ -214,9 +214,12 @@ def _frontend(config: GeoConfig, layout: EdgeLayout) -> str:
         "http-request lua.strip_connection_headers if "
         "{ req.hdr(connection) -m reg -i ^(?!(keep-alive|close)$) }",
         # an empty response may come after the worker processed the request: only safe
-        # methods are retried for it; a write is retried only when its connection failed
-        # (never sent), which disable-l7-retry leaves alone
-        "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS",
+        # methods, and writes carrying an Idempotency-Key (the database holds the key, so
+        # the next region replays or finishes the first attempt instead of repeating it),
+        # are retried for it; any write is retried when its connection failed (never
+        # sent), which disable-l7-retry leaves alone
+        "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS "
+        "!{ req.hdr(idempotency-key) -m found }",
         "http-request use-service prometheus-exporter if { path /metrics }",
         f"acl observability path {' '.join(OBSERVABILITY_PATHS)}",
         "acl observability path_beg /_edge/",

@@ -11,6 +11,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from pitchey import keys
+from pitchey.protocol import PitcheyRunner
+from pitchey.redact import redact_logs
+from pitchey.settings import Settings
+
 __all__ = ["serve_app", "listening_socket"]
 
 
@@ -40,7 +45,12 @@ async def serve_app(
 ) -> None:
     """Serve `app` until a stop signal. `banner(url)` is printed once listening, flushed, so
     a parent process can read the address from the first line."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # the service's apps carry their settings; the edge agent's takes the defaults
+    settings = app.get(keys.SETTINGS) or Settings()
+    redact_logs(settings.secret_values())  # on the handlers the process configured
+    runner = PitcheyRunner(app, header_timeout_s=settings.header_timeout_s,
+                           keepalive_timeout_s=settings.keepalive_timeout_s,
+                           access_log=None, handle_signals=False)
     await runner.setup()
     site: web.BaseSite
     if fd is not None:

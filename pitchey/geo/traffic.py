@@ -3,7 +3,9 @@ request: when it started and ended, its status, which region answered it, and th
 every pitch a write created (so a caller can check each acknowledged write afterwards).
 
 Reads carry the session cookie, so the edge cache tier (anonymous only) does not answer
-them and they reach a region; writes create pitches. Without a session only health reads run.
+them and they reach a region; writes create pitches, each with its own Idempotency-Key,
+sent again with the same key when no answer or a 409/502/503/504 came back (within the
+request's 10 s). Without a session only health reads run.
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-__all__ = ["Sample", "TrafficDriver", "login", "REGION_HEADER", "SERVED_BY_HEADER"]
+__all__ = ["IDEMPOTENCY_HEADER", "Sample", "TrafficDriver", "login", "REGION_HEADER",
+           "SERVED_BY_HEADER"]
 
 REGION_HEADER = "X-Pitchey-Region"
 SERVED_BY_HEADER = "X-Pitchey-Served-By"
 _REQUEST_TIMEOUT_S = 10.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# a keyed write is sent again on these (409 idempotency_key_in_use: its first copy is still
+# running somewhere)
+_RETRIED_STATUSES = frozenset({409, 502, 503, 504})
+_RETRY_PAUSE_S = 0.2
+_MAX_RETRY_PAUSE_S = 3.0
 _GENRES = ("Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Thriller")
 _BUDGETS = ("micro", "low", "medium", "high", "blockbuster")
 
@@ -126,28 +136,55 @@ class TrafficDriver:
             "budget_range": rng.choice(_BUDGETS),
             "status": "published",
         }
-        await self._request(session, "POST", "/api/pitches", "write", body)
+        # one key per logical write, the same on every retry of it: the edge may retry it on
+        # another region, and the service executes it once whichever copy arrives first
+        key = f"{self.tag}-{uuid.uuid4().hex}"
+        await self._request(session, "POST", "/api/pitches", "write", body, key)
 
     async def _request(self, session: aiohttp.ClientSession, method: str, path: str, kind: str,
-                       body: dict[str, Any] | None) -> None:
+                       body: dict[str, Any] | None, key: str | None = None) -> None:
         started = self.clock()
-        status: int | None = None
-        served_by = error = None
-        pitch_id: int | None = None
-        try:
-            async with session.request(
-                method, self.base_url + path, json=body, headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT_S),
-            ) as resp:
-                status = resp.status
-                served_by = resp.headers.get(SERVED_BY_HEADER)
-                payload = await resp.read()
-                if kind == "write" and 200 <= status < 300:
-                    pitch_id = _created_id(payload)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = type(exc).__name__
+        deadline = started + _REQUEST_TIMEOUT_S
+        headers = self._headers()
+        if key is not None:
+            headers[IDEMPOTENCY_HEADER] = key
+        while True:
+            status: int | None = None
+            served_by = error = None
+            pitch_id: int | None = None
+            retry_after_s = _RETRY_PAUSE_S
+            payload = b""
+            try:
+                async with session.request(
+                    method, self.base_url + path, json=body, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=max(0.1, deadline - self.clock())),
+                ) as resp:
+                    status = resp.status
+                    served_by = resp.headers.get(SERVED_BY_HEADER)
+                    payload = await resp.read()
+                    if kind == "write" and 200 <= status < 300:
+                        pitch_id = _created_id(payload)
+                    retry_after_s = _retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = type(exc).__name__
+            # A keyed write is safe to send again: a copy still running elsewhere answers
+            # 409 until it finishes (or its dead owner's lease runs out), a finished one is
+            # replayed. Without a key a retry could create the pitch twice.
+            again = key is not None and (error is not None or status in _RETRIED_STATUSES)
+            if status == 409 and b"idempotency_key_in_use" not in payload:
+                again = False  # a conflict of the request itself: the same again would be too
+            if not again or self.clock() + retry_after_s >= deadline:
+                break
+            await asyncio.sleep(retry_after_s)
         self.samples.append(Sample(started, self.clock(), kind, status, served_by, error,
                                    pitch_id))
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(_MAX_RETRY_PAUSE_S, max(_RETRY_PAUSE_S, float(value or "")))
+    except ValueError:
+        return _RETRY_PAUSE_S
 
 
 def _created_id(payload: bytes) -> int | None:

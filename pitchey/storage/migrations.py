@@ -3,20 +3,28 @@
 Each migration is a list of statements written once for both backends: the only dialect
 difference is the surrogate key column, spelled `{id}` here. Timestamps are epoch seconds
 (DOUBLE PRECISION), which both backends store and return as floats, so one statement text
-serves both drivers. The indexes are seed 000's, by name; `info_requests` is the NDA table
-(seed 000 calls it `ndas`), so `idx_ndas_pitch_user` lives there.
+serves both drivers; the one change SQLite cannot make in place (AUTOINCREMENT, migration 4)
+is a `sqlite_step` that rebuilds the tables. The indexes are seed 000's, by name;
+`info_requests` is the NDA table (seed 000 calls it `ndas`), so `idx_ndas_pitch_user` lives
+there.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from pitchey.storage import Database
+    from pitchey.storage import Connection
 
-__all__ = ["Migration", "MIGRATIONS", "SEED_INDEXES", "apply_migrations", "render"]
+__all__ = [
+    "Migratable", "Migration", "MIGRATIONS", "MigrationError", "SEED_INDEXES", "Step",
+    "apply_migrations", "render",
+]
 
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY",
@@ -24,11 +32,21 @@ _ID_COLUMN = {
 }
 
 
+Step = Callable[["Connection"], Awaitable[None]]
+
+
+class MigrationError(Exception):
+    """A migration found the schema or data not as it expects; nothing was committed."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    # Runs after `statements`, on SQLite only, inside the same transaction and with foreign
+    # keys off: the changes SQLite's ALTER TABLE cannot make, done by rebuilding the table.
+    sqlite_step: Step | None = None
 
 
 _INITIAL = (
@@ -138,10 +156,86 @@ _LIST_ORDER = (
     "CREATE INDEX idx_pitches_status_created ON pitches(status, created_at DESC, id DESC)",
 )
 
+# Idempotency keys (pitchey.idempotency): one row per (scope, key), the outcome of the first
+# request that carried it. In the database, not in a process, so that every region and every
+# restart sees it; the primary key is what lets exactly one of two racing requests execute.
+# `status` stays NULL while the claim's owner runs the request and renews `lease_until`.
+_IDEMPOTENCY = (
+    """CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL,
+        status INTEGER,
+        headers TEXT,
+        body TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, idem_key)
+    )""",
+    "CREATE INDEX idx_idempotency_expires ON idempotency_keys(expires_at)",
+)
+
+# Ids that gate access are never given out twice (issue 13): a pitch created under a deleted
+# pitch's id inherited its NDAs in every cache still holding them. PostgreSQL's identity
+# columns never reuse a value, so only SQLite changes: its INTEGER PRIMARY KEY takes max(id)+1,
+# handing the newest deleted row's id to the next insert unless the table is AUTOINCREMENT,
+# which only a rebuild can add. (An id deleted while it was the largest, before this
+# migration, is not known any more and can still come back once.) `version` counts a pitch's
+# writes: its ETag, compared and bumped by the UPDATE that writes (If-Match).
+_PITCH_VERSION = ("ALTER TABLE pitches ADD COLUMN version BIGINT NOT NULL DEFAULT 1",)
+_NEVER_REUSED = ("pitches", "info_requests", "messages")
+_CREATE_TABLE = re.compile(r'^\s*CREATE\s+TABLE\s+"?(\w+)"?\s*\(', re.IGNORECASE)
+_ROWID_KEY = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
+
+
+async def _rebuild_with_autoincrement(conn: Connection) -> None:
+    """SQLite's documented table rebuild (sqlite.org/lang_altertable.html, "other kinds of
+    table schema changes") for each table of `_NEVER_REUSED`: its stored definition plus
+    AUTOINCREMENT, every row copied with its id, its indexes and triggers re-created from
+    their stored SQL. Foreign keys are off meanwhile (`SQLiteDatabase.migrate`), so dropping
+    the old table cascades nowhere; they are checked before the transaction commits."""
+    for table in _NEVER_REUSED:
+        definition = await conn.fetchval(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1", table
+        )
+        if definition is None:
+            raise MigrationError(f"table {table} does not exist")
+        if "AUTOINCREMENT" in str(definition).upper():
+            continue
+        staging = f"{table}_rebuild"
+        rebuilt, keys = _ROWID_KEY.subn("id INTEGER PRIMARY KEY AUTOINCREMENT", str(definition),
+                                        count=1)
+        rebuilt, named = _CREATE_TABLE.subn(f"CREATE TABLE {staging} (", rebuilt, count=1)
+        if keys != 1 or named != 1:
+            raise MigrationError(f"unexpected definition of {table}: {definition}")
+        dependents = await conn.fetch(
+            "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+            "AND tbl_name = $1 AND sql IS NOT NULL ORDER BY type, name",
+            table,
+        )
+        names = await conn.fetch("SELECT name FROM pragma_table_info($1) ORDER BY cid", table)
+        columns = ", ".join(f'"{row["name"]}"' for row in names)
+        # table names are the constants above, never input
+        await conn.execute(rebuilt)
+        await conn.execute(f"INSERT INTO {staging} ({columns}) SELECT {columns} FROM {table}")
+        await conn.execute(f"DROP TABLE {table}")
+        await conn.execute(f"ALTER TABLE {staging} RENAME TO {table}")
+        for row in dependents:
+            await conn.execute(str(row["sql"]))
+    violations = await conn.fetch("PRAGMA foreign_key_check")
+    if violations:
+        raise MigrationError(f"foreign keys broken by the rebuild: {violations[:5]}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "seed 000 performance indexes", SEED_INDEXES),
     Migration(3, "list order index", _LIST_ORDER),
+    Migration(4, "ids never reused, pitch versions", _PITCH_VERSION,
+              sqlite_step=_rebuild_with_autoincrement),
+    Migration(5, "idempotency keys", _IDEMPOTENCY),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -156,7 +250,15 @@ def render(statement: str, backend: str) -> str:
     return statement.replace("{id}", _ID_COLUMN[backend])
 
 
-async def apply_migrations(db: Database, *, lock_sql: str | None = None) -> int:
+class Migratable(Protocol):
+    """What migrating needs of a database: its dialect and a transaction."""
+
+    backend: str
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
+
+
+async def apply_migrations(db: Migratable, *, lock_sql: str | None = None) -> int:
     """Apply every pending migration in one transaction; returns how many were applied.
 
     `lock_sql` serialises concurrent migrators (PostgreSQL: an advisory transaction lock;
@@ -173,6 +275,8 @@ async def apply_migrations(db: Database, *, lock_sql: str | None = None) -> int:
         for migration in pending:
             for statement in migration.statements:
                 await tx.execute(render(statement, db.backend))
+            if migration.sqlite_step is not None and db.backend == "sqlite":
+                await migration.sqlite_step(tx)
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                 migration.version, migration.name, time.time(),

@@ -8,6 +8,7 @@ must be provable at plan time, which a generic prepared plan with `$1` cannot do
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pitchey.storage import Connection, Row
@@ -20,6 +21,7 @@ __all__ = [
     "get",
     "insert",
     "list_public",
+    "nda_requesters",
     "owned_ids",
     "owner_of",
     "update",
@@ -33,7 +35,7 @@ _SUMMARY_COLUMNS = (
     "p.id, p.creator_id, u.name AS creator_name, p.title, p.logline, p.genre, p.budget_range, "
     "p.status, p.created_at, p.updated_at"
 )
-_FULL_COLUMNS = _SUMMARY_COLUMNS + ", p.synopsis, p.budget_details, p.script_url"
+_FULL_COLUMNS = _SUMMARY_COLUMNS + ", p.synopsis, p.budget_details, p.script_url, p.version"
 _FROM = " FROM pitches p JOIN users u ON u.id = p.creator_id"
 _STATUS_FILTER = {
     "published": "p.status = 'published'",
@@ -71,9 +73,9 @@ async def get(conn: Connection, pitch_id: int) -> Row | None:
 
 
 async def owner_of(conn: Connection, pitch_id: int) -> Row | None:
-    """`creator_id`, `status` and `title` of a pitch, or None."""
+    """`creator_id`, `status`, `title` and `version` of a pitch, or None."""
     return await conn.fetchrow(
-        "SELECT creator_id, status, title FROM pitches WHERE id = $1", pitch_id
+        "SELECT creator_id, status, title, version FROM pitches WHERE id = $1", pitch_id
     )
 
 
@@ -89,17 +91,57 @@ async def insert(conn: Connection, creator_id: int, values: dict[str, Any], now:
     return int(new_id)
 
 
-async def update(conn: Connection, pitch_id: int, values: dict[str, Any], now: float) -> None:
+def _version_filter(versions: Collection[int] | None, first: int) -> tuple[str, list[int]]:
+    """` AND version IN (...)` for an If-Match, numbered from `$first`; nothing without one."""
+    if versions is None:
+        return "", []
+    listed = sorted(versions)
+    if not listed:
+        return " AND FALSE", []
+    marks = ", ".join(f"${index}" for index in range(first, first + len(listed)))
+    return f" AND version IN ({marks})", listed
+
+
+async def update(
+    conn: Connection, pitch_id: int, creator_id: int, values: dict[str, Any], now: float,
+    versions: Collection[int] | None = None,
+) -> int | None:
+    """Write `values` to the pitch if `creator_id` owns it (and, given `versions`, its version
+    is one of them), bumping its version; the new version, or None when no row qualified.
+
+    Check and write are one statement, so a concurrent DELETE or update cannot slip between
+    them: on PostgreSQL the row lock makes the WHERE be re-checked against the winner's row."""
     columns = [column for column in EDITABLE if column in values]
-    assignments = [f"{column} = ${index}" for index, column in enumerate(columns, start=3)]
-    await conn.execute(
-        f"UPDATE pitches SET updated_at = $2, {', '.join(assignments)} WHERE id = $1",
-        pitch_id, now, *(values[column] for column in columns),
+    assignments = [f"{column} = ${index}" for index, column in enumerate(columns, start=4)]
+    condition, listed = _version_filter(versions, 4 + len(columns))
+    version = await conn.fetchval(
+        f"UPDATE pitches SET updated_at = $3, version = version + 1, {', '.join(assignments)} "
+        f"WHERE id = $1 AND creator_id = $2{condition} RETURNING version",
+        pitch_id, creator_id, now, *(values[column] for column in columns), *listed,
     )
+    return None if version is None else int(version)
 
 
-async def delete(conn: Connection, pitch_id: int) -> None:
-    await conn.execute("DELETE FROM pitches WHERE id = $1", pitch_id)
+async def delete(
+    conn: Connection, pitch_id: int, creator_id: int, versions: Collection[int] | None = None
+) -> bool:
+    """Delete the pitch if `creator_id` owns it (and its version is one of `versions`, when
+    given), in one statement: of concurrent deletes exactly one finds the row."""
+    condition, listed = _version_filter(versions, 3)
+    deleted = await conn.fetchval(
+        f"DELETE FROM pitches WHERE id = $1 AND creator_id = $2{condition} RETURNING id",
+        pitch_id, creator_id, *listed,
+    )
+    return deleted is not None
+
+
+async def nda_requesters(conn: Connection, pitch_id: int) -> list[int]:
+    """Everyone with an NDA request on the pitch, whatever its status: the users whose cached
+    access and dashboards a delete of the pitch changes."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM info_requests WHERE pitch_id = $1", pitch_id
+    )
+    return sorted(int(row["user_id"]) for row in rows)
 
 
 async def owned_ids(conn: Connection, user_id: int) -> list[int]:

@@ -236,7 +236,17 @@ class SQLiteDatabase:
         await self._close_connections()
 
     async def migrate(self) -> int:
-        return await apply_migrations(self)
+        """Migrations run with foreign keys off: a table rebuild (migration 4) drops the old
+        table, which with them on would cascade into its children. The pragma is a no-op
+        inside a transaction, so it is switched around one, on the writer and under the
+        write lock, so no other write runs without foreign keys; the rebuild checks them
+        (`PRAGMA foreign_key_check`) before it commits."""
+        async with self._writer_locked() as conn:
+            await conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                return await apply_migrations(_LockedWriter(self, conn))
+            finally:
+                await conn.execute("PRAGMA foreign_keys = ON")
 
     # -- pool accounting -------------------------------------------------------------------
 
@@ -321,18 +331,23 @@ class SQLiteDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._writer_locked() as conn:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await self._rollback(conn)
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException:
-                await self._rollback(conn)
-                raise
+        async with self._writer_locked() as conn, self._begin(conn) as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _begin(self, conn: _Statements) -> AsyncIterator[Connection]:
+        """One transaction on the writer, which the caller holds locked."""
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await self._rollback(conn)
+            raise
+        try:
+            await conn.execute("COMMIT")
+        except BaseException:
+            await self._rollback(conn)
+            raise
 
     @staticmethod
     async def _rollback(conn: _Statements) -> None:
@@ -363,6 +378,20 @@ class SQLiteDatabase:
         )
         free = await asyncio.to_thread(_free_bytes, base.resolve().parent)
         return used, used + free
+
+
+class _LockedWriter:
+    """`apply_migrations`' view of the database while `migrate` holds the writer: its
+    transactions run on that connection instead of taking the write lock again."""
+
+    backend = "sqlite"
+
+    def __init__(self, db: SQLiteDatabase, conn: _Statements) -> None:
+        self._db = db
+        self._conn = conn
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        return self._db._begin(self._conn)
 
 
 def _free_bytes(directory: Path) -> int:

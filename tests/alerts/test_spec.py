@@ -27,13 +27,14 @@ SEED_ALERTS = {  # seed 003 (critical/high/medium) and seed 000
     "SlowResponses": "medium",
     "HighCpuUsage": "medium",
     "StorageNearlyFull": "medium",
+    "SecurityBreachSuspected": "critical",  # seed 000's "Security breaches"
 }
 SERVICE_METRICS = {  # pitchey/metrics.py, as exposed, plus Prometheus' own `up`
     "http_server_request_duration_seconds_bucket", "http_server_request_duration_seconds_count",
     "pitchey_db_pool_connections_in_use", "pitchey_db_pool_connections_max", "pitchey_db_up",
     "pitchey_db_queries_total", "pitchey_db_slow_queries_total", "pitchey_cache_lookups_total",
     "pitchey_cache_hits_total", "pitchey_storage_used_bytes", "pitchey_storage_capacity_bytes",
-    "process_cpu_seconds_total", "haproxy_server_status", "up",
+    "process_cpu_seconds_total", "haproxy_server_status", "up", "pitchey_auth_failures_total",
 }
 
 

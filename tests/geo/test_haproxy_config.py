@@ -76,11 +76,12 @@ def test_retries_never_replay_a_request_that_may_have_been_processed(tmp_path: P
     text = render_haproxy_config(GeoConfig(), layout(tmp_path))
     defaults = section(text, "defaults")
     # conn-failure: the request never left; empty-response: the worker may have processed
-    # it, so only safe methods (HAProxy itself would retry a POST); nothing for a timeout or
-    # an error status
+    # it, so only safe methods and writes carrying an Idempotency-Key (the shared database
+    # answers a repeat with the first outcome; HAProxy itself would retry any POST); nothing
+    # for a timeout or an error status
     assert "retry-on conn-failure empty-response" in defaults
-    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS" in \
-        section(text, "frontend edge")
+    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS " \
+        "!{ req.hdr(idempotency-key) -m found }" in section(text, "frontend edge")
     assert "option redispatch 1" in defaults
     assert "timeout http-request 10000ms" in defaults
 

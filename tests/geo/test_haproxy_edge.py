@@ -685,8 +685,10 @@ async def test_only_safe_requests_are_retried_after_an_empty_response(
         echo_edge: EchoEdge) -> None:
     """A worker that read a request and died may have processed it: HAProxy would retry any
     method on an empty response; the edge retries GET (the client never sees the failure)
-    and never replays a POST, which fails once instead of being processed twice."""
-    read_tag, write_tag = uuid.uuid4().hex, uuid.uuid4().hex
+    and a POST carrying an Idempotency-Key (the next region replays or finishes it from the
+    shared database), and never replays a POST without one, which fails once instead of
+    being processed twice."""
+    read_tag, write_tag, keyed_tag = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     answer = await _exchange(echo_edge.port, request("GET", f"/api/drop?tag={read_tag}"))
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert sum(read_tag in r["path"] for r in echo_edge.seen) == 2  # dropped, then retried
@@ -698,6 +700,11 @@ async def test_only_safe_requests_are_retried_after_an_empty_response(
         answer = b""  # the edge may close the client connection instead of answering
     assert not answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert [r["method"] for r in echo_edge.seen if write_tag in r["path"]] == ["POST"]
+    answer = await _exchange(echo_edge.port, request("POST", f"/api/drop?tag={keyed_tag}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+        ("Idempotency-Key", keyed_tag)]) + body)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert [r["method"] for r in echo_edge.seen if keyed_tag in r["path"]] == ["POST", "POST"]
 
 
 async def test_a_full_region_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
