@@ -55,48 +55,56 @@ def _one_line(text: object, limit: int = 200) -> str:
 
 
 class _Protocol(RequestHandler):
-    __slots__ = ("_head_timeout_s", "_head_timer", "_head_bytes")
+    """The deadline costs nothing per request but a clock reading: one timer per connection
+    wakes at most once per `head_timeout_s` (or when a started head is due) and compares the
+    time a request head started (`_head_since`) with now; no timer is made per request."""
+
+    __slots__ = ("_head_timeout_s", "_head_timer", "_head_bytes", "_head_since")
 
     def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout_s = head_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False
+        self._head_since: float | None = None
 
     # -- the request-head deadline ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._arm_head_timer()  # a connection that sends nothing is bounded too
+        # a connection that sends nothing is bounded too
+        self._head_since = self._loop.time()
+        self._head_timer = self._loop.call_later(self._head_timeout_s, self._check_head)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
         # bytes while no request is queued or running start (or continue) a request head
-        between_requests = not self._request_in_progress and not self._messages
-        if data and self._head_timer is None and between_requests:
-            self._arm_head_timer()
-        if data and between_requests:
+        if data and not self._request_in_progress and not self._messages:
+            if self._head_since is None:
+                self._head_since = self._loop.time()
             self._head_bytes = True
         super().data_received(data)
         if self._request_count != before:  # the parser completed a request head
-            self._disarm_head_timer()
+            self._head_since = None
+            self._head_bytes = False
 
-    def _arm_head_timer(self) -> None:
-        self._head_bytes = False
-        self._head_timer = self._loop.call_later(self._head_timeout_s, self._head_timed_out)
-
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
         self._head_timer = None
-        if self._request_in_progress or self._messages or self.transport is None:
+        if self.transport is None:
+            return
+        since = self._head_since
+        waiting = since is not None and not self._request_in_progress and not self._messages
+        due = since + self._head_timeout_s if since is not None else 0.0
+        now = self._loop.time()
+        if not waiting or now < due:  # nothing started, or not due yet: look again later
+            delay = due - now if waiting else self._head_timeout_s
+            self._head_timer = self._loop.call_later(max(delay, 0.001), self._check_head)
             return
         if self._head_bytes:  # a client mid-request is told why; a silent one is just closed
             self.transport.write(_TIMEOUT_RESPONSE)
