@@ -133,40 +133,38 @@ class Checker:
         if value is None and nullable:
             self.values[name] = None
             return
-        if not isinstance(value, str):
-            self.errors[name] = "must be a string"
-            return
-        problem = _storable(value)
-        if problem is not None:
-            self.errors[name] = problem
-            return
-        value = value.strip()
-        if not low <= len(value) <= high:
-            self.errors[name] = (
-                f"must be between {low} and {high} characters long (got {len(value)})"
-            )
-            return
-        self.values[name] = value if value or not nullable else None
+        value = self._string(name, low, high, strip=True)
+        if value is not None:
+            self.values[name] = value if value or not nullable else None
 
     def password(self, name: str, low: int, high: int) -> None:
         """A password is exactly what the user typed: unlike `text`, never stripped or
         normalised (spaces and tabs at either end are part of it)."""
         if not self._present(name, True):
             return
+        value = self._string(name, low, high, strip=False)
+        if value is not None:
+            self.values[name] = value
+
+    def _string(self, name: str, low: int, high: int, *, strip: bool) -> str | None:
+        """The field as a storable string of `low`..`high` characters (after stripping when
+        `strip`), or None with the error recorded."""
         value = self.body[name]
         if not isinstance(value, str):
             self.errors[name] = "must be a string"
-            return
+            return None
         problem = _storable(value)
         if problem is not None:
             self.errors[name] = problem
-            return
+            return None
+        if strip:
+            value = value.strip()
         if not low <= len(value) <= high:
             self.errors[name] = (
                 f"must be between {low} and {high} characters long (got {len(value)})"
             )
-            return
-        self.values[name] = value
+            return None
+        return value
 
     def choice(self, name: str, options: tuple[str, ...], *, required: bool = True) -> None:
         if not self._present(name, required):
