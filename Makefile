@@ -48,7 +48,7 @@ test: $(STAMP) $(SYSDEPS_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy pitchey pitchey_cli loadtests collectors alerts dashboards
+	$(BIN)/mypy pitchey pitchey_cli loadtests gate collectors alerts dashboards
 
 check: lint test
 

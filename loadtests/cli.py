@@ -1,4 +1,4 @@
-"""`pitchey run SCENARIO` (and `pitchey gate`, added by loadtests.gate_cli when present).
+"""`pitchey run SCENARIO` (`pitchey gate` is registered by gate.cli).
 
 Standard library only at import time: Locust, pandas and the collectors load inside `_run`.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from collectors.argtypes import positive_int
+from gate.cli import add_gate_arguments
 
 __all__ = ["register"]
 
@@ -56,20 +57,10 @@ def register(subparsers: Any) -> None:
                         "`portal`, subclassing loadtests.journeys.PortalUser)")
     parser.add_argument("--gate", action="store_true",
                         help="after the run, gate it (exit code as pitchey gate)")
-    try:
-        from loadtests.gate_cli import add_gate_arguments
-    except ImportError:
-        pass
-    else:
-        add_gate_arguments(parser)
+    add_gate_arguments(parser)
     # argparse exits 2 on a bad flag, which CI would read as the gate's "regression": use 4
     setattr(parser, "error", _usage_error(parser))  # noqa: B010 - instance override on purpose
     parser.set_defaults(func=_run)
-    try:
-        from loadtests.gate_cli import register_gate
-    except ImportError:
-        return
-    register_gate(subparsers)
 
 
 def _usage_error(parser: argparse.ArgumentParser) -> Any:
@@ -82,7 +73,7 @@ def _usage_error(parser: argparse.ArgumentParser) -> Any:
 
 
 def _positive_seconds(text: str) -> float:
-    from loadtests.units import parse_duration_s
+    from collectors.units import parse_duration_s
 
     try:
         value = parse_duration_s(text)
@@ -141,12 +132,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _gate(run_dir: Path, args: argparse.Namespace) -> int:
-    try:
-        from loadtests.gate_cli import evaluate_cli
-    except ImportError:
-        print("pitchey run: --gate needs loadtests.gate_cli, which is not installed",
-              file=sys.stderr)
-        return EXIT_CONFIG
+    from gate.cli import evaluate_cli
+
     return int(evaluate_cli(run_dir, args))
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from collectors.hdr import Histogram
+from collectors.units import format_duration
 from loadtests.ingest import WholeCell
-from loadtests.units import format_duration
 
 __all__ = ["progress_line", "summary_text"]
 

@@ -45,7 +45,7 @@ class WholeCell:
 @dataclass
 class StreamIngest:
     sink: RunSink
-    abort_monitor: Any = None  # loadtests.gate.AbortMonitor when thresholds can abort
+    abort_monitor: Any = None  # gate.core.AbortMonitor when thresholds can abort
     meta: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] | None = None
@@ -126,7 +126,7 @@ class StreamIngest:
         return self.abort_monitor is not None and bool(self.abort_monitor.active)
 
     def _gate_cells(self) -> list[Any]:
-        from loadtests.gate import Cell
+        from gate.core import Cell
 
         cells = []
         for (region, endpoint, user_class), kinds in self._second_cells.items():

@@ -212,10 +212,8 @@ def _start_locust(state: _Run, logs: Path) -> None:
 
 
 def _start_scraper(state: _Run) -> None:
-    try:
-        from collectors.scrape import Scraper
-    except ImportError:
-        return
+    from collectors.scrape import Scraper
+
     targets = {"edge" if state.scenario.topology == "geo" else "service": state.target_url}
     if state.scenario.topology == "geo":
         targets.update(_regional_workers(state.target_url))
@@ -229,13 +227,11 @@ def _start_alerting(state: _Run) -> Any:
     """The embedded alert evaluator over the scraped series, every second: transitions go to
     events.jsonl, notifications to PITCHEY_ALERTS_WEBHOOK_URLS (if set) through an outbox in
     the run directory. Returns the sink the scraper feeds (None: the scraper's default)."""
-    try:
-        from alerts.live import LiveAlerting, LiveSettings, run_events
-        from alerts.series import FanOut, SeriesIndex
-        from alerts.specload import load_spec
-        from collectors.series import SeriesStore
-    except ImportError:
-        return None
+    from alerts.live import LiveAlerting, LiveSettings, run_events
+    from alerts.series import FanOut, SeriesIndex
+    from alerts.specload import load_spec
+    from collectors.series import SeriesStore
+
     index = SeriesIndex(job="pitchey")
     settings = LiveSettings.from_environ(
         os.environ, outbox_path=str(Path(state.writer.path) / "alerts-outbox.sqlite3"))
@@ -333,11 +329,9 @@ def _planned_s(scenario: Scenario) -> float:
 
 
 def _abort_monitor(scenario: Scenario) -> Any:
-    try:
-        from loadtests.gate import AbortMonitor
-        from loadtests.thresholds import parse_gate_spec
-    except ImportError:
-        return None
+    from gate.core import AbortMonitor
+    from gate.thresholds import parse_gate_spec
+
     monitor = AbortMonitor(parse_gate_spec(scenario.to_json(), source=scenario.name))
     return monitor if monitor.active else None
 

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from loadtests.units import parse_duration_s, parse_latency_ms
+from collectors.units import parse_duration_s, parse_latency_ms
 
 __all__ = [
     "PORTALS",
@@ -376,10 +376,8 @@ def with_overrides(
 def _check_thresholds(data: Mapping[str, Any], lines: Mapping[tuple[Any, ...], int],
                       source: str) -> None:
     """Let the gate's own parser judge thresholds and `gate:`, so both agree on the syntax."""
-    try:
-        from loadtests.thresholds import ThresholdError, parse_gate_spec
-    except ImportError:  # the gate is an optional part of the suite
-        return
+    from gate.thresholds import ThresholdError, parse_gate_spec
+
     try:
         parse_gate_spec(data, source=_GATE_SOURCE)
     except ThresholdError as exc:

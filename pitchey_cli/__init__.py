@@ -16,7 +16,8 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 # Subcommand groups in the order `pitchey --help` lists them.
 COMMAND_MODULES = (
     "pitchey.cli",  # serve, seed, failover
-    "loadtests.cli",  # run, gate
+    "loadtests.cli",  # run
+    "gate.cli",  # gate
     "collectors.cli",  # report
     "alerts.cli",  # alerts render|replay|receive|check
     "dashboards.cli",  # dashboard, capacity

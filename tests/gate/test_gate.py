@@ -14,7 +14,8 @@ import pytest
 from collectors.hdr import Histogram
 from collectors.run import load_run
 from collectors.validity import Validity
-from loadtests.gate import (
+from gate.cli import threshold_aborts, window_from_run
+from gate.core import (
     EXIT_BREACH,
     EXIT_INVALID,
     EXIT_PASS,
@@ -30,8 +31,7 @@ from loadtests.gate import (
     rate_interval,
     should_abort,
 )
-from loadtests.gate_cli import threshold_aborts, window_from_run
-from loadtests.thresholds import GateSpec, parse_gate_spec, parse_thresholds
+from gate.thresholds import GateSpec, parse_gate_spec, parse_thresholds
 from tests.gate.rundirs import (
     CellSpec,
     RunSpec,

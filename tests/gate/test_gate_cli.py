@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collectors.validity import Validity
-from loadtests.gate_cli import evaluate_cli, main, register_gate
+from gate.cli import evaluate_cli, main, register
 from tests.gate.rundirs import CellSpec, RunSpec, WrittenRun, lognormal, scenario, uniform
 
 MakeRun = Callable[[RunSpec], WrittenRun]
@@ -143,9 +143,9 @@ def test_evaluate_cli_accepts_a_foreign_namespace(make_run: MakeRun) -> None:
     assert evaluate_cli(run, argparse.Namespace(users=10, duration=5)) == 1
 
 
-def test_register_gate_adds_the_subcommand() -> None:
+def test_register_adds_the_subcommand() -> None:
     parser = argparse.ArgumentParser(prog="pitchey")
-    register_gate(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["gate", "runs/x", "--baseline", "b.json", "--junit", "j.xml",
                               "--margin", "5%", "--threshold", "p95 < 1s"])
     assert (args.run_dir, args.baseline, args.junit, args.margin, args.thresholds) == (

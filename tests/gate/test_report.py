@@ -10,10 +10,10 @@ import pytest
 
 from collectors.run import load_run
 from collectors.validity import Validity
-from loadtests.gate import GateResult, gate
-from loadtests.gate_cli import window_from_run
-from loadtests.gate_report import ReportMeta, console_table, dumps, to_junit, to_markdown
-from loadtests.thresholds import parse_gate_spec
+from gate.cli import window_from_run
+from gate.core import GateResult, gate
+from gate.report import ReportMeta, console_table, dumps, to_junit, to_markdown
+from gate.thresholds import parse_gate_spec
 from tests.gate.rundirs import CellSpec, RunSpec, WrittenRun, scenario, uniform
 
 MakeRun = Callable[[RunSpec], WrittenRun]

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from collectors.run import load_run
-from loadtests.thresholds import parse_gate_spec
+from gate.thresholds import parse_gate_spec
 from tests.gate.conftest import SmokeGate
 
 pytestmark = pytest.mark.integration

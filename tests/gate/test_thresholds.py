@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.thresholds import (
+from gate.thresholds import (
     GateSpec,
     MetricKind,
     ThresholdError,

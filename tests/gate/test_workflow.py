@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from loadtests.gate_cli import register_gate
+from gate.cli import register
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github/workflows/perf-gate.yml"
@@ -61,7 +61,7 @@ def test_the_scenario_the_workflow_runs_exists() -> None:
 @pytest.mark.parametrize("command", _commands("gate"), ids=lambda c: " ".join(c))
 def test_gate_command_lines_parse(command: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="pitchey")
-    register_gate(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(command)
     assert args.command == "gate"
 

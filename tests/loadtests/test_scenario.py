@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from collectors.units import parse_duration_s, parse_latency_ms
 from loadtests.scenario import ScenarioError, load_scenario, parse_scenario, with_overrides
-from loadtests.units import parse_duration_s, parse_latency_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))

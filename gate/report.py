@@ -1,6 +1,6 @@
 """Render a gate verdict: JUnit XML, JSON, a Markdown PR comment and a console table.
 
-Pure: a :class:`~loadtests.gate.GateResult` plus a little run metadata in, text out.
+Pure: a :class:`~gate.core.GateResult` plus a little run metadata in, text out.
 JUnit has one testcase per threshold (its failure message states the measured value and the
 limit), one per baseline comparison, and one for the run's validity, so CI systems that
 render JUnit show exactly which check failed and why.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loadtests.gate import (
+from gate.core import (
     EXIT_BREACH,
     EXIT_INVALID,
     EXIT_PASS,

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from collectors.run import Run
-    from loadtests.gate import GateResult, Window
-    from loadtests.gate_report import ReportMeta
-    from loadtests.thresholds import GateSpec
+    from gate.core import GateResult, Window
+    from gate.report import ReportMeta
+    from gate.thresholds import GateSpec
 
 __all__ = [
     "DEFAULT_BASELINE_DIR",
     "EXIT_CODES",
     "add_gate_arguments",
     "evaluate_cli",
-    "register_gate",
+    "register",
     "threshold_aborts",
     "window_from_run",
 ]
@@ -53,7 +53,7 @@ class _ConfigError(Exception):
     """A mistake in what the user gave us: printed as one line, exit 4."""
 
 
-def register_gate(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``pitchey gate RUN_DIR ...`` to a ``pitchey`` subparsers object."""
     epilog = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
     parser = subparsers.add_parser(
@@ -125,7 +125,7 @@ def evaluate_cli(run_dir: str | Path, args: argparse.Namespace) -> int:
     own namespace whether or not it added :func:`add_gate_arguments`.
     """
     from collectors.errors import RunDirError
-    from loadtests.thresholds import ThresholdError
+    from gate.thresholds import ThresholdError
 
     try:
         return _evaluate(Path(run_dir), args)
@@ -138,8 +138,8 @@ def _evaluate(run_dir: Path, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from collectors.run import load_run
-    from loadtests.gate import gate
-    from loadtests.gate_report import console_table
+    from gate.core import gate
+    from gate.report import console_table
 
     run = load_run(run_dir)
     spec = _spec(run, args)
@@ -158,7 +158,7 @@ def _evaluate(run_dir: Path, args: argparse.Namespace) -> int:
 def _spec(run: Run, args: argparse.Namespace) -> GateSpec:
     from dataclasses import replace
 
-    from loadtests.thresholds import (
+    from gate.thresholds import (
         check_tags_declared,
         parse_confidence,
         parse_duration,
@@ -195,7 +195,7 @@ def window_from_run(run: Run, warmup_s: float) -> Window:
     falls after the warm-up (the whole-run histograms when there is no warm-up), merged
     losslessly by ``collectors``.
     """
-    from loadtests.gate import Cell, Window
+    from gate.core import Cell, Window
 
     stats = run.stats
     cut = _run_start(run) + warmup_s if warmup_s > 0 else None
@@ -272,7 +272,7 @@ def _users_max(run: Run, cut: float | None) -> int:
 
 def _baseline(path_text: str | None, spec: GateSpec) -> Window | None:
     from collectors.run import load_run
-    from loadtests.gate import baseline_from_json
+    from gate.core import baseline_from_json
 
     if not path_text:
         return None
@@ -294,7 +294,7 @@ def _baseline(path_text: str | None, spec: GateSpec) -> Window | None:
 
 
 def _save_baseline(target: str, run: Run, spec: GateSpec, result: GateResult) -> None:
-    from loadtests.gate import EXIT_PASS, baseline_to_json
+    from gate.core import EXIT_PASS, baseline_to_json
 
     path = DEFAULT_BASELINE_DIR / f"{run.scenario_name or 'run'}.json" \
         if target == _SAVE_DEFAULT else Path(target)
@@ -315,14 +315,14 @@ def _save_baseline(target: str, run: Run, spec: GateSpec, result: GateResult) ->
 
 
 def _meta(run: Run, spec: GateSpec, baseline: str | None) -> ReportMeta:
-    from loadtests.gate_report import ReportMeta
+    from gate.report import ReportMeta
 
     return ReportMeta(run_id=run.run_id, scenario=run.scenario_name, target=run.target,
                       warmup_s=spec.warmup_s, baseline=baseline, run_dir=str(run.path))
 
 
 def _write_outputs(result: GateResult, meta: ReportMeta, args: argparse.Namespace) -> None:
-    from loadtests.gate_report import dumps, to_junit, to_markdown
+    from gate.report import dumps, to_junit, to_markdown
 
     writers = ((getattr(args, "junit", None), to_junit),
                (getattr(args, "json_out", None), dumps),
@@ -341,9 +341,9 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m loadtests.gate_cli RUN_DIR ...`` without the ``pitchey`` dispatcher."""
+    """``python -m gate.cli RUN_DIR ...`` without the ``pitchey`` dispatcher."""
     parser = argparse.ArgumentParser(prog="pitchey")
-    register_gate(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["gate", *(sys.argv[1:] if argv is None else argv)])
     return int(args.func(args))
 

@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from collectors.hdr import Histogram
-from loadtests.thresholds import (
+from gate.thresholds import (
     GateSpec,
     MetricKind,
     Threshold,
