@@ -16,21 +16,16 @@ if TYPE_CHECKING:
     from alerts.receiver import ReceiverSettings, create_receiver_app
     from alerts.render import render
     from alerts.replay import replay
-    from alerts.series import CollectorsStoreSource, FanOut, SeriesIndex, SeriesSource
     from alerts.spec import Rule, Spec
     from alerts.specload import load_spec
     from alerts.yamlload import SpecError
 
 __all__ = [
-    "CollectorsStoreSource",
     "Evaluator",
-    "FanOut",
     "LiveAlerting",
     "LiveSettings",
     "ReceiverSettings",
     "Rule",
-    "SeriesIndex",
-    "SeriesSource",
     "Spec",
     "SpecError",
     "Transition",
@@ -42,15 +37,11 @@ __all__ = [
 ]
 
 _HOME = {
-    "CollectorsStoreSource": "alerts.series",
     "Evaluator": "alerts.evaluator",
-    "FanOut": "alerts.series",
     "LiveAlerting": "alerts.live",
     "LiveSettings": "alerts.live",
     "ReceiverSettings": "alerts.receiver",
     "Rule": "alerts.spec",
-    "SeriesIndex": "alerts.series",
-    "SeriesSource": "alerts.series",
     "Spec": "alerts.spec",
     "SpecError": "alerts.yamlload",
     "Transition": "alerts.evaluator",

@@ -16,7 +16,6 @@ import random
 from dataclasses import dataclass, replace
 
 from alerts.evaluator import AlertState, Evaluator
-from alerts.series import STALE_NAN
 from alerts.spec import AbsentMeasure, ErrorRatioMeasure, QuantileMeasure, RatioMeasure, Rule, Spec
 from alerts.vectors import (
     Check,
@@ -28,6 +27,7 @@ from alerts.vectors import (
     rule_interval_ms,
     solve_labels,
 )
+from collectors.series import STALE_NAN
 
 __all__ = ["StepState", "random_scenario", "run_scenario", "scenario_failures",
            "timeline_scenario"]

@@ -1,8 +1,10 @@
 """`pitchey alerts render|replay|receive|check`.
 
 Standard library only at import time: the work happens in functions that import the package.
-A mistake a user makes (bad spec, missing run directory, bad flag) prints one line per problem
-to stderr and returns non-zero, never a traceback.
+A mistake a user makes (bad spec, missing file or run directory, bad flag) prints one line per
+problem to stderr and exits 4 (`ExitCode.CONFIG`), never with a traceback; a check that finds a
+rule failing its own test vectors, or promtool disagreeing, exits 1 (`ExitCode.BREACH`); a run
+with nothing to replay exits 3 (`ExitCode.INVALID`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["register"]
 
@@ -67,9 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(func=_check)
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
+def _usage(parser: argparse.ArgumentParser) -> ExitCode:
     parser.print_help(sys.stderr)
-    return 2
+    return ExitCode.CONFIG
 
 
 def _rules_option(parser: argparse.ArgumentParser) -> None:
@@ -77,10 +81,11 @@ def _rules_option(parser: argparse.ArgumentParser) -> None:
                         help="alert spec (default: the packaged alerts/rules.yaml)")
 
 
-def _fail(*lines: str) -> int:
+def _fail(*lines: str, code: ExitCode = ExitCode.CONFIG) -> ExitCode:
+    """Print one line per problem; a mistake in what the user gave us is CONFIG by default."""
     for line in lines:
         print(f"pitchey alerts: {line}", file=sys.stderr)
-    return 1
+    return code
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -89,7 +94,7 @@ def _load(args: argparse.Namespace) -> Any:
     return load_spec(args.rules)
 
 
-def _render(args: argparse.Namespace) -> int:
+def _render(args: argparse.Namespace) -> ExitCode:
     from alerts.render import render
     from alerts.yamlload import SpecError
 
@@ -100,42 +105,60 @@ def _render(args: argparse.Namespace) -> int:
         written = render(spec, args.out, with_tests=not args.no_tests)
     except SpecError as exc:
         return _fail(*exc.errors)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        return _fail(f"cannot write into {args.out}: {exc.strerror or exc}")
+    except ValueError as exc:
         return _fail(str(exc))
     print(f"wrote {written[0]} ({len(spec.rules)} rules)")
     if len(written) > 1:
         print(f"wrote {len(written) - 1} promtool test files in {written[1].parent}")
         print(f"check: promtool check rules {written[0]} && promtool test rules "
               f"{written[1].parent}/*.test.yml")
-    return 0
+    return ExitCode.OK
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from alerts.durations import DurationError, parse_duration
+def _replay(args: argparse.Namespace) -> ExitCode:
     from alerts.replay import ReplayError, load_service_frame, replay, replay_lines
     from alerts.yamlload import SpecError
+    from collectors.units import UnitError
 
     try:
         spec = _load(args)
-        interval = parse_duration(args.interval) if args.interval else None
-        if interval == 0:
-            raise DurationError("--interval must be longer than 0s")
-        result = replay(spec, load_service_frame(args.run_dir), interval_ms=interval)
+        interval = _interval_ms(args.interval)
+        frame = load_service_frame(args.run_dir)
     except SpecError as exc:
         return _fail(*exc.errors)
-    except (ReplayError, DurationError) as exc:
+    except (ReplayError, UnitError) as exc:
         return _fail(str(exc))
+    try:
+        result = replay(spec, frame, interval_ms=interval)
+    except ReplayError as exc:  # a run directory with nothing to replay
+        return _fail(str(exc), code=ExitCode.INVALID)
     if args.json:
         for t in result.transitions:
             if t.kind in ("firing", "resolved") or args.pending:
                 print(json.dumps({"t": t.at_ms / 1000, "kind": t.kind, "alert": t.rule,
                                   "severity": t.severity, "labels": dict(t.labels)}))
-        return 0
+        return ExitCode.OK
     print("\n".join(replay_lines(result, show_pending=args.pending)))
-    return 0
+    return ExitCode.OK
 
 
-def _receive(args: argparse.Namespace) -> int:
+def _interval_ms(text: str | None) -> int | None:
+    from collectors.units import UnitError, parse_prometheus_duration_ms
+
+    if not text:
+        return None
+    try:
+        interval = parse_prometheus_duration_ms(text)
+    except UnitError as exc:
+        raise UnitError(f"--interval: {exc}", text=text) from None
+    if interval == 0:
+        raise UnitError("--interval must be longer than 0s", text=text)
+    return interval
+
+
+def _receive(args: argparse.Namespace) -> ExitCode:
     from aiohttp import web
 
     from alerts.receiver import ReceiverSettings, create_receiver_app
@@ -158,11 +181,12 @@ def _receive(args: argparse.Namespace) -> int:
         web.run_app(create_receiver_app(settings), host=args.host, port=args.port,
                     print=None)
     except OSError as exc:
-        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    return 0
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                     code=ExitCode.BREACH)
+    return ExitCode.OK
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> ExitCode:
     from alerts.agreement import random_scenario, scenario_failures, timeline_scenario
     from alerts.promtool import PromtoolMissing, check_rules, run_unit_tests
     from alerts.render import (
@@ -187,9 +211,9 @@ def _check(args: argparse.Namespace) -> int:
     print(f"embedded evaluator: every scenario passes ({count} scenarios)"
           if not failures else f"embedded evaluator: {len(failures)} failed checks")
     if failures:
-        return _fail(*failures)
+        return _fail(*failures, code=ExitCode.BREACH)
     if not args.promtool:
-        return 0
+        return ExitCode.OK
     with tempfile.TemporaryDirectory(prefix="pitchey-alerts-") as scratch:
         out = args.out or Path(scratch)
         try:
@@ -208,10 +232,12 @@ def _check(args: argparse.Namespace) -> int:
                        run_unit_tests(sorted(agreement.glob("*.test.yml")))]
         except PromtoolMissing as exc:
             return _fail(str(exc))
+        except OSError as exc:
+            return _fail(f"cannot write into {out}: {exc.strerror or exc}")
         for result, what in zip(results, ("promtool check rules", "promtool test rules "
                                           "(scenarios)", "promtool test rules (evaluator "
                                           "timelines)"), strict=True):
             print(f"{what}: {'ok' if result.ok else 'FAILED'}")
             if not result.ok:
                 print(result.output, file=sys.stderr)
-        return 0 if all(r.ok for r in results) else 1
+        return ExitCode.OK if all(r.ok for r in results) else ExitCode.BREACH

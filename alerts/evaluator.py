@@ -18,8 +18,8 @@ from enum import Enum
 
 from alerts.expr import DEFAULT_LOOKBACK_MS, Context, Expr
 from alerts.measures import alert_expression
-from alerts.series import Labels, SeriesSource, freeze_labels
 from alerts.spec import Rule, Spec
+from collectors.series import Labels, SeriesSource, freeze_labels
 
 __all__ = ["Alert", "AlertState", "Evaluator", "RuleState", "Transition", "render_template"]
 

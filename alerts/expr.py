@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from alerts.selectors import Selector
-from alerts.series import Labels, Series, SeriesSource, is_stale
+from collectors.series import Labels, Series, SeriesSource, is_stale
 
 __all__ = [
     "Absent",
@@ -151,9 +151,9 @@ class Rate(Expr):
     window_ms: int
 
     def promql(self) -> str:
-        from alerts.durations import format_duration
+        from collectors.units import format_prometheus_duration
 
-        return f"rate({self.selector.promql()}[{format_duration(self.window_ms)}])"
+        return f"rate({self.selector.promql()}[{format_prometheus_duration(self.window_ms)}])"
 
     def longest_range_ms(self) -> int:
         return self.window_ms

@@ -1,7 +1,8 @@
 """Live alerting during a run: evaluate every interval, group, queue, deliver.
 
-    index = SeriesIndex(job="pitchey", retention_s=...)   # the scraper feeds it (add_many)
-    with LiveAlerting(spec, index, LiveSettings(webhook_urls=("http://127.0.0.1:9095/webhook",),
+    store = SeriesStore(job=spec.job, retention_s=store_retention_s(spec))  # collectors.series
+    scraper = Scraper(targets, writer=writer, store=store)     # the scraper feeds it
+    with LiveAlerting(spec, store, LiveSettings(webhook_urls=("http://127.0.0.1:9095/webhook",),
                       outbox_path="runs/.../alerts-outbox.sqlite3"),
                       on_transition=run_events(writer)) as live:
         ...                                          # the run
@@ -27,14 +28,15 @@ from prometheus_client import CollectorRegistry
 from alerts.clock import Clock, SystemClock
 from alerts.delivery import Backoff, Deliverer, Transport
 from alerts.evaluator import AlertState, Evaluator, Transition
+from alerts.expr import DEFAULT_LOOKBACK_MS
 from alerts.grouping import Dispatcher, Notification
 from alerts.metrics import AlertMetrics
 from alerts.outbox import Outbox
 from alerts.payload import NotifiableAlert
-from alerts.series import SeriesSource
 from alerts.spec import Spec
+from collectors.series import SeriesSource
 
-__all__ = ["LiveAlerting", "LiveSettings", "notifiable", "run_events"]
+__all__ = ["LiveAlerting", "LiveSettings", "notifiable", "run_events", "store_retention_s"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,12 @@ class LiveSettings:
             interval_s=interval_s,
         )
         return replace(settings, **overrides)
+
+
+def store_retention_s(spec: Spec) -> float:
+    """How much of each series the live store must keep for `spec`: its longest window plus
+    the instant lookback (5 min), and a minute of slack."""
+    return (spec.longest_window_ms() + DEFAULT_LOOKBACK_MS) / 1000 + 60.0
 
 
 def notifiable(transition: Transition, external_url: str = "") -> NotifiableAlert:

@@ -23,13 +23,13 @@ from typing import Any
 
 import yaml
 
-from alerts.durations import format_duration
 from alerts.expr import format_number
 from alerts.measures import alert_expression
 from alerts.selectors import promql_string
-from alerts.series import is_stale
 from alerts.spec import Rule, Spec
 from alerts.vectors import Check, Scenario, rule_scenarios
+from collectors.series import is_stale
+from collectors.units import format_prometheus_duration
 
 __all__ = ["RULES_FILE", "encode_values", "render", "rule_document", "series_text",
            "single_rule_document", "unit_test_document", "unit_test_files"]
@@ -59,9 +59,9 @@ def dump(document: Any) -> str:
 def rule_entry(rule: Rule) -> dict[str, Any]:
     entry: dict[str, Any] = {"alert": rule.name, "expr": alert_expression(rule).promql()}
     if rule.for_ms:
-        entry["for"] = format_duration(rule.for_ms)
+        entry["for"] = format_prometheus_duration(rule.for_ms)
     if rule.keep_firing_for_ms:
-        entry["keep_firing_for"] = format_duration(rule.keep_firing_for_ms)
+        entry["keep_firing_for"] = format_prometheus_duration(rule.keep_firing_for_ms)
     entry["labels"] = rule.all_labels
     entry["annotations"] = dict(rule.annotations)
     return entry
@@ -131,7 +131,7 @@ def _alerts_series(labels: dict[str, str], state: str) -> str:
 
 def _check_entries(scenario: Scenario, check: Check) -> tuple[dict[str, Any],
                                                               dict[str, Any] | None]:
-    when = format_duration(check.t_ms)
+    when = format_prometheus_duration(check.t_ms)
     firing = [{"exp_labels": {k: v for k, v in sorted(a.items()) if k != "alertname"},
                "exp_annotations": scenario.expected_annotations(a)} for a in check.firing]
     alert_test = {"eval_time": when, "alertname": scenario.rule.name, "exp_alerts": firing}
@@ -151,7 +151,7 @@ def unit_test_group(scenario: Scenario) -> dict[str, Any]:
             expr_tests.append(expr_test)
     group: dict[str, Any] = {
         "name": f"{scenario.rule.name} {scenario.name}: {scenario.description}",
-        "interval": format_duration(scenario.interval_ms),
+        "interval": format_prometheus_duration(scenario.interval_ms),
         "input_series": [{"series": series_text(s.labels), "values": encode_values(s.values)}
                          for s in scenario.series],
         "alert_rule_test": alert_tests,
@@ -164,7 +164,7 @@ def unit_test_group(scenario: Scenario) -> dict[str, Any]:
 def unit_test_document(rule_file: str, scenarios: Iterable[Scenario]) -> dict[str, Any]:
     chosen = list(scenarios)
     return {"rule_files": [rule_file],
-            "evaluation_interval": format_duration(chosen[0].interval_ms),
+            "evaluation_interval": format_prometheus_duration(chosen[0].interval_ms),
             "tests": [unit_test_group(s) for s in chosen]}
 
 

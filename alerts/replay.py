@@ -1,8 +1,9 @@
 """Replaying the spec over a finished run: when would each alert have fired and resolved?
 
 The run's scraped series (timeseries/service.parquet, read through `collectors.load_run`) go
-into a `SeriesIndex`, and the evaluator steps through the run's time at the spec's evaluation
-interval, exactly as it would have live.
+into the collectors' `SeriesStore` (the store the scraper fills during a live run), and the
+evaluator steps through the run's time at the spec's evaluation interval, exactly as it would
+have live.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 from alerts.evaluator import AlertState, Evaluator, Transition
 from alerts.payload import format_time
-from alerts.series import SeriesIndex
 from alerts.spec import Spec
+from collectors.errors import RunDirError
+from collectors.run import load_run
+from collectors.series import SeriesStore
 
 __all__ = ["ReplayError", "ReplayResult", "load_service_frame", "replay", "replay_lines"]
 
@@ -35,40 +38,20 @@ class ReplayResult:
 
 def load_service_frame(run_dir: Path | str) -> Any:
     """The run's scraped series as a DataFrame (t, target, metric, labels, value)."""
-    path = Path(run_dir)
     try:
-        from collectors import RunDirError, load_run
-    except ImportError:  # collectors not installed: read the one file we need directly
-        return _read_parquet(path / "timeseries" / "service.parquet")
-    try:
-        return load_run(path).service
+        return load_run(Path(run_dir)).service
     except RunDirError as exc:
         raise ReplayError(str(exc)) from None
 
 
-def _read_parquet(file: Path) -> Any:
-    import pandas as pd
-
-    if not file.exists():
-        raise ReplayError(f"{file}: missing; is this a run directory?")
-    try:
-        frame = pd.read_parquet(file)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ReplayError(f"{file}: not readable as Parquet: {exc}") from None
-    missing = {"t", "target", "metric", "labels", "value"} - set(frame.columns)
-    if missing:
-        raise ReplayError(f"{file}: columns missing: {', '.join(sorted(missing))}")
-    return frame
-
-
 def replay(spec: Spec, frame: Any, *, interval_ms: int | None = None) -> ReplayResult:
-    index = SeriesIndex.from_frame(frame, job=spec.job)
-    span = index.time_range_ms()
+    store = SeriesStore.from_frame(frame, job=spec.job)
+    span = store.time_range_ms()
     if span is None:
         raise ReplayError("the run has no scraped service series (service.parquet is empty)")
     step = interval_ms or spec.evaluation_interval_ms
     start, end = span
-    evaluator = Evaluator(spec, index)
+    evaluator = Evaluator(spec, store)
     transitions: list[Transition] = []
     evaluations = 0
     t = start - start % step + step if start % step else start

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from alerts.durations import format_duration
 from alerts.selectors import Selector
+from collectors.units import format_prometheus_duration
 
 __all__ = [
     "AbsentMeasure",
@@ -162,11 +162,12 @@ class Rule:
         return {**self.labels, "severity": self.severity}
 
     def describe(self) -> str:
-        windows = "/".join(format_duration(w) for w in self.windows_ms)
+        text = format_prometheus_duration
+        windows = "/".join(text(w) for w in self.windows_ms)
         condition = "absent" if self.op is None else f"{self.op} {self.threshold:g}"
         return (f"{self.name} [{self.severity}] {self.measure.kind} {condition}"
-                f"{' over ' + windows if windows else ''}, for {format_duration(self.for_ms)}, "
-                f"keep firing {format_duration(self.keep_firing_for_ms)}")
+                f"{' over ' + windows if windows else ''}, for {text(self.for_ms)}, "
+                f"keep firing {text(self.keep_firing_for_ms)}")
 
     def scaled(self, factor: float) -> Rule:
         return replace(self, for_ms=scale(self.for_ms, factor),

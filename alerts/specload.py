@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from alerts.durations import DurationError, parse_duration
 from alerts.selectors import Matcher, Selector, SelectorError, parse_selector
 from alerts.spec import (
     SEVERITIES,
@@ -31,6 +30,7 @@ from alerts.spec import (
     Spec,
 )
 from alerts.yamlload import LineDict, MappingReader, SpecError, load_yaml
+from collectors.units import UnitError, parse_prometheus_duration_ms
 
 __all__ = ["DEFAULT_SPEC", "SpecError", "default_spec_path", "load_spec", "parse_spec",
            "template_labels"]
@@ -103,8 +103,8 @@ def _duration(reader: MappingReader, key: str, default: str | None = None, *,
         reader.error(key, "is required")
         return 0
     try:
-        ms = parse_duration(value)
-    except DurationError as exc:
+        ms = parse_prometheus_duration_ms(value)
+    except UnitError as exc:
         reader.error(key, str(exc))
         return 0
     if positive and ms <= 0:

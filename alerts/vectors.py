@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from alerts.evaluator import render_template
 from alerts.selectors import Selector
-from alerts.series import STALE_NAN, Series
 from alerts.spec import (
     AbsentMeasure,
     ErrorRatioMeasure,
@@ -39,6 +38,7 @@ from alerts.spec import (
     Rule,
     Spec,
 )
+from collectors.series import STALE_NAN, Series
 
 __all__ = ["Check", "InputSeries", "Level", "Scenario", "SeriesBuilder", "VectorSource",
            "rule_interval_ms", "rule_scenarios", "solve_labels"]

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from collectors.units import parse_latency_ms
+
 __all__ = [
     "Server", "WrkResult", "start_server", "run_wrk", "pin", "median", "process_cpu_seconds"
 ]
@@ -91,14 +93,9 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """A wrk latency ("812.00us", "1.23ms", "2.01s") in milliseconds."""
+    return parse_latency_ms(text, what="wrk latency", bare=False)
 
 
 def run_wrk(

@@ -6,9 +6,9 @@ pitchey_db_up to 0 at a random moment; the rule is PrimaryDatabaseUnavailable wi
 keep_firing_for set to 0 (this measures the pipeline, not the rule's patience). Arrival is the
 time our receiver stored the firing notification. Both paths scrape the same /metrics.
 
-1. Embedded (measured): the collectors' Scraper every 1 s -> FanOut(their SeriesStore, our
-   SeriesIndex) -> LiveAlerting evaluating every 1 s and as soon as new samples land (its
-   default) -> outbox -> webhook. Target <= 2 s.
+1. Embedded (measured): the collectors' Scraper every 1 s -> their SeriesStore ->
+   LiveAlerting evaluating every 1 s and as soon as new samples land (its default) -> outbox
+   -> webhook. Target <= 2 s.
 2. Prometheus + Alertmanager with compressed intervals (measured): scrape 1 s, evaluation
    1 s, group_wait 1 s.
 3. Prometheus + Alertmanager at their defaults (computed, not measured: it would take
@@ -34,14 +34,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.live import LiveAlerting, LiveSettings
-from alerts.localstack import LocalStack, StackMissing, StackTimings
 from alerts.receiver import ReceiverSettings, create_receiver_app
 from alerts.render import RULES_FILE, render
-from alerts.series import FanOut, SeriesIndex
 from alerts.specload import load_spec
 from collectors.scrape import Scraper, ScrapeTarget
 from collectors.series import SeriesStore
+from collectors.units import parse_prometheus_duration_ms
 from pitchey.metrics import ServiceMetrics
+from testing.localstack import LocalStack, StackMissing, StackTimings
 
 RULE = "PrimaryDatabaseUnavailable"
 EMBEDDED_TRIALS = 6
@@ -135,10 +135,10 @@ async def _embedded(tmp: Path) -> list[float]:
     breach = Breach()
     await breach.start()
     receiver, receiver_url = await _receiver(tmp / "embedded")
-    index = SeriesIndex(job="pitchey", retention_s=600)
+    store = SeriesStore(retention_s=600)
     scraper = Scraper([ScrapeTarget("pitchey", breach.url, "/metrics", None)],
-                      store=FanOut(SeriesStore(retention_s=600), index), interval_s=1.0)
-    live = LiveAlerting(_spec(), index, LiveSettings(
+                      store=store, interval_s=1.0)
+    live = LiveAlerting(_spec(), store, LiveSettings(
         webhook_urls=(f"{receiver_url}/webhook",), outbox_path=str(tmp / "outbox.db"),
         interval_s=1.0))
     scraper.start()
@@ -176,7 +176,7 @@ async def _prometheus(tmp: Path, timings: StackTimings) -> list[float]:
 
 
 def _seconds(text: str) -> float:
-    return float(text.removesuffix("s"))
+    return parse_prometheus_duration_ms(text) / 1000.0
 
 
 async def _run() -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Dashboard benchmark: every callback on a 1-hour run within 1 s; page interactive in 3 s.
 
 A synthetic 1-hour run (3,600 s x 4 regions x 20 endpoints x 3 user classes, written with
-collectors' RunWriter by dashboards.demo) is prepared once (cold: every interval histogram
+collectors' RunWriter by testing.demo) is prepared once (cold: every interval histogram
 decoded), reloaded from the dashboard's disk cache, and then every callback is timed on it,
 including the JSON encoding Dash does before answering. The overview page is then opened in
 headless Chromium and timed until every figure is drawn and no callback is pending.
@@ -39,7 +39,7 @@ def _timed(function: Callable[[], Any], repeat: int = 3) -> float:
 
 
 def _write_run(root: Path, seconds: int, *, finish: bool = True) -> tuple[Path, float, int]:
-    from dashboards.demo import DemoRun, DemoSpec
+    from testing.demo import DemoRun, DemoSpec
 
     levels = (50, 100, 150, 200, 250, 300)
     spec = DemoSpec(steps=levels, step_s=max(seconds // len(levels), 1), endpoints=20, pool=40)
@@ -121,7 +121,7 @@ def _live_tick(root: Path) -> dict[str, float]:
     from dashboards.app import _Callbacks, create_app
     from dashboards.catalog import RunCatalog
     from dashboards.data import apply_extension, build_view, compute_extension
-    from dashboards.demo import DemoRun, DemoSpec
+    from testing.demo import DemoRun, DemoSpec
 
     run = DemoRun(root, DemoSpec(steps=(50, 100, 150), step_s=200, endpoints=20, pool=40),
                   flush_interval_s=30.0)

@@ -1,4 +1,9 @@
-"""`pitchey report RUN_DIR --html FILE [--prometheus URL]` (standard library at import time)."""
+"""`pitchey report RUN_DIR --html FILE [--prometheus URL]` (standard library at import time).
+
+Exit codes (`ExitCode`): 0 the report is written; 4 bad input (a missing or foreign run
+directory, a bad flag, an output file that cannot be written); 1 the report could not be made
+(Prometheus did not answer the queries).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from collectors.argtypes import positive_float
+from pitchey_cli.argtypes import positive_float
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["register", "report_command"]
 
@@ -30,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=report_command)
 
 
-def report_command(args: argparse.Namespace) -> int:
+def report_command(args: argparse.Namespace) -> ExitCode:
     from collectors.errors import RunDirError
     from collectors.prometheus import PrometheusError, PrometheusSource
     from collectors.report import write_report
@@ -49,16 +55,18 @@ def report_command(args: argparse.Namespace) -> int:
             source = f"Prometheus at {args.prometheus} (query_range, step {args.prometheus_step} s)"
         write_report(run, out, service=service, service_source=source)
     except RunDirError as exc:
-        print(f"pitchey report: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), ExitCode.CONFIG)
     except PrometheusError as exc:
-        print(f"pitchey report: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc), ExitCode.BREACH)
     except OSError as exc:
-        print(f"pitchey report: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot write {out}: {exc.strerror or exc}", ExitCode.CONFIG)
     print(f"wrote {out}")
-    return 0
+    return ExitCode.OK
+
+
+def _fail(message: str, code: ExitCode) -> ExitCode:
+    print(f"pitchey report: {message}", file=sys.stderr)
+    return code
 
 
 def _time_range(run: object) -> tuple[float, float]:

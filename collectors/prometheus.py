@@ -127,24 +127,26 @@ class PrometheusSource:
         self, start: float, end: float, step: float = 1.0, selector: str = DEFAULT_SELECTOR
     ) -> SeriesStore:
         """A SeriesStore (what the alert evaluator reads) filled from Prometheus."""
-        store = SeriesStore(retention_s=float("inf"))
+        store = SeriesStore()
         store.add_many(self.samples(start, end, step, selector))
         return store
 
     def series(
         self, expr: str, start: float, end: float, step: float = 1.0
     ) -> list[Series]:
-        """An arbitrary PromQL expression over a range, as Series (target from target_label)."""
+        """An arbitrary PromQL expression over a range, as Series: the answer's labels (minus
+        `drop_labels`; `__name__` kept when the answer has one), `instance` set to the target
+        name taken from `target_label` when it has one."""
         result = []
         for item in self.query_range(expr, start, end, step):
-            metric = dict(item["metric"])
-            instance = str(metric.get(self.target_label, ""))
-            points = sorted({float(t): _number(v) for t, v in item["values"]}.items())
-            result.append(Series(
-                self.target_names.get(instance, instance), metric.get("__name__", expr),
-                {k: v for k, v in metric.items() if k not in self.drop_labels},
-                tuple(t for t, _ in points), tuple(v for _, v in points),
-            ))
+            metric = {str(k): str(v) for k, v in dict(item["metric"]).items()}
+            labels = {k: v for k, v in metric.items()
+                      if k == "__name__" or k not in self.drop_labels}
+            instance = metric.get(self.target_label, "")
+            if instance:
+                labels["instance"] = self.target_names.get(instance, instance)
+            points = sorted({round(float(t) * 1000): _number(v) for t, v in item["values"]}.items())
+            result.append(Series.of(labels, points))
         return result
 
     # HTTP ------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """`pitchey report`: one self-contained HTML file of a run (plotly.js inlined, no network).
 
-A CI job attaches it next to the JUnit file. Sections: verdict and key figures, load, latency
-over time and by percentile, per-region / per-endpoint / per-user-class tables, generator
-health, scraped service series, events, and where the run came from.
+A CI job attaches it next to the JUnit file. Sections: the gate's verdict as summary.json
+records it (headline, line, measured checks, baseline comparisons, projections apart, the
+judged window; the report never judges a run itself), key figures, load, latency over time and
+by percentile, per-region / per-endpoint / per-user-class tables, generator health, scraped
+service series, events, and where the run came from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from collectors.recorded_verdict import (
+    NO_VERDICT,
+    RecordedVerdict,
+    VerdictFormatError,
+    read_verdict,
+)
 from collectors.report_figures import (
     SERVICE_PANELS,
     generator_figure,
@@ -27,6 +35,7 @@ from collectors.report_figures import (
 )
 from collectors.run import Run
 from collectors.summary import summarize
+from collectors.targets import PRODUCT_TARGETS
 
 __all__ = ["render_report", "write_report"]
 
@@ -38,6 +47,11 @@ h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.15em;margin-top:28px;border
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:right} th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left} .ok{color:#0a7d32;font-weight:600}
 .bad{color:#c0392b;font-weight:600} .muted{color:#777;font-size:.85em}
+.headline{color:#fff;padding:3px 12px;border-radius:4px;font-weight:700;font-size:1.2em}
+.status-pass{background:#1a7f37}.status-breach{background:#cf222e}
+.status-regression{background:#9a6700}.status-invalid{background:#6639ba}
+.status-none{background:#57606a} .projections{border-top:1px dashed #bbb;margin-top:14px}
+td.left,th.left{text-align:left}
 .cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;border-radius:6px;
 padding:8px 14px;min-width:120px}.card b{display:block;font-size:1.3em}
 """
@@ -65,6 +79,7 @@ def render_report(run: Run, *, service: pd.DataFrame | None = None,
         figures.append(("Latency by percentile", spectrum_figure(run)))
     body = [
         _header(run, summary),
+        _verdict_section(summary),
         _cards(summary),
         *_figure_block(figures, first=True),
         _section("By region", _scope_table(summary.get("by_region", {}), "region")),
@@ -111,42 +126,135 @@ def _figure_block(figures: Sequence[tuple[str, go.Figure]], *, first: bool,
 
 
 def _header(run: Run, summary: Mapping[str, Any]) -> str:
-    validity = summary.get("validity") or run.validity.to_json()
-    valid = bool(validity.get("valid"))
-    verdict = ("<span class=ok>valid run</span>" if valid else
-               "<span class=bad>INVALID run: " +
-               html.escape("; ".join(validity.get("reasons", [])) or "no reason given")
-               + "</span>")
-    return (f"<h1>Run {html.escape(run.run_id)}</h1><p>Scenario <b>"
+    """Title and provenance line; the run's own recorded validity only when no verdict is
+    recorded (with one, the verdict section says whether the run is valid, as the gate did)."""
+    line = (f"<h1>Run {html.escape(run.run_id)}</h1><p>Scenario <b>"
             f"{html.escape(run.scenario_name)}</b> against <b>{html.escape(run.target)}</b>, "
-            f"status <b>{html.escape(run.status)}</b>, {verdict}.</p>")
+            f"status <b>{html.escape(run.status)}</b>")
+    if summary.get("verdict") is not None:
+        return line + ".</p>"
+    validity = summary.get("validity") or run.validity.to_json()
+    own = ("the run recorded itself as <span class=ok>valid</span>" if validity.get("valid")
+           else "<span class=bad>INVALID run: " + html.escape(
+               "; ".join(validity.get("reasons", [])) or "no reason given") + "</span>")
+    return f"{line}, {own}.</p>"
 
 
 def _cards(summary: Mapping[str, Any]) -> str:
     latency = summary.get("latency_ms", {})
-    p95 = latency.get("p95")
-    p95_class = "ok" if p95 is not None and p95 < 100 else "bad"
     generator = summary.get("generator", {})
     slo = summary.get("slo", {})
+    within = slo.get("latency_ms", PRODUCT_TARGETS.p95_ms)
     cards = [
-        ("users (max)", _fmt(summary.get("users_max")), ""),
-        ("requests", _fmt(summary.get("requests")), ""),
-        ("requests/s", _fmt(summary.get("rps")), ""),
-        ("error rate", f"{100 * float(summary.get('error_rate') or 0):.3f}%", ""),
-        ("p50", f"{_fmt(latency.get('p50'))} ms", ""),
-        ("p95 (target < 100 ms)", f"{_fmt(p95)} ms", p95_class),
-        ("p99", f"{_fmt(latency.get('p99'))} ms", ""),
-        ("p99.9", f"{_fmt(latency.get('p99.9'))} ms", ""),
-        ("max", f"{_fmt(latency.get('max'))} ms", ""),
-        ("within 100 ms", f"{100 * float(slo.get('share_within_latency', 1)):.3f}%", ""),
-        ("generator CPU p95", f"{_fmt(generator.get('cpu_percent_p95'))}%", ""),
-        ("generator lag p95", f"{_fmt(generator.get('lag_ms_p95'))} ms", ""),
-        ("duration", f"{_fmt(summary.get('duration_s'))} s", ""),
+        ("users (max)", _fmt(summary.get("users_max"))),
+        ("requests", _fmt(summary.get("requests"))),
+        ("requests/s", _fmt(summary.get("rps"))),
+        ("error rate", f"{100 * float(summary.get('error_rate') or 0):.3f}%"),
+        ("p50", f"{_fmt(latency.get('p50'))} ms"),
+        (f"p95 (product target < {PRODUCT_TARGETS.p95_ms:g} ms)", f"{_fmt(latency.get('p95'))} ms"),
+        ("p99", f"{_fmt(latency.get('p99'))} ms"),
+        ("p99.9", f"{_fmt(latency.get('p99.9'))} ms"),
+        ("max", f"{_fmt(latency.get('max'))} ms"),
+        (f"within {_fmt(within)} ms", f"{100 * float(slo.get('share_within_latency', 1)):.3f}%"),
+        ("generator CPU p95", f"{_fmt(generator.get('cpu_percent_p95'))}%"),
+        ("generator lag p95", f"{_fmt(generator.get('lag_ms_p95'))} ms"),
+        ("duration", f"{_fmt(summary.get('duration_s'))} s"),
     ]
     items = "".join(f"<div class=card><span class=muted>{html.escape(name)}</span>"
-                    f"<b class='{cls}'>{html.escape(value)}</b></div>"
-                    for name, value, cls in cards)
-    return f"<div class=cards>{items}</div>"
+                    f"<b>{html.escape(value)}</b></div>" for name, value in cards)
+    over = ("the window the gate judged" if "whole_run" in summary else "the whole run")
+    return (f"<h2>Key figures</h2><p class=muted>Measured over {over} (summary.json); the "
+            f"verdict above is the judgement.</p><div class=cards>{items}</div>")
+
+
+# the verdict, as summary.json records it ---------------------------------------------------
+def _verdict_section(summary: Mapping[str, Any]) -> str:
+    try:
+        verdict = read_verdict(summary)
+    except VerdictFormatError as exc:
+        return _no_verdict(f"the verdict in summary.json cannot be read ({exc}); judge the run "
+                           "again with pitchey gate RUN_DIR")
+    if verdict is None:
+        return _no_verdict(NO_VERDICT)
+    parts = [
+        "<section id=verdict><h2>Verdict (the gate's, from summary.json)</h2>",
+        f"<p><span id=verdict-status class='headline status-{html.escape(verdict.status)}'>"
+        f"{html.escape(verdict.headline)}</span> <b id=verdict-line>"
+        f"{html.escape(verdict.line)}</b></p>",
+        f"<p class=muted id=verdict-window>Judged window: {html.escape(verdict.window.text)}; "
+        f"evaluated {html.escape(verdict.evaluated_at)}; exit code {verdict.exit_code}.</p>",
+    ]
+    if not verdict.valid:
+        reasons = "; ".join(verdict.invalid_reasons) or "no reason recorded"
+        parts.append(f"<p class=bad id=verdict-validity>Invalid run: {html.escape(reasons)}</p>")
+    parts += [_checks_table(verdict), _comparisons_table(verdict), _projections_table(verdict),
+              "</section>"]
+    return "".join(parts)
+
+
+def _no_verdict(reason: str) -> str:
+    return ("<section id=verdict><h2>Verdict</h2><p><span id=verdict-status class='headline "
+            "status-none'>no verdict recorded</span> <b id=verdict-line>"
+            f"{html.escape(reason)}</b></p></section>")
+
+
+def _row(cells: Sequence[str], *, attrs: str = "", left_from: int = 0, tag: str = "td") -> str:
+    """A table row; cells from `left_from` on are left-aligned (text, not numbers)."""
+    return (f"<tr{attrs}>" + "".join(
+        f"<{tag} class=left>{c}</{tag}>" if i >= left_from else f"<{tag}>{c}</{tag}>"
+        for i, c in enumerate(cells)) + "</tr>")
+
+
+def _head(*names: str, left_from: int = 0) -> str:
+    return _row([html.escape(n) for n in names], left_from=left_from, tag="th")
+
+
+def _result(ok: bool) -> str:
+    return "<span class=ok>pass</span>" if ok else "<span class=bad>FAIL</span>"
+
+
+def _checks_table(verdict: RecordedVerdict) -> str:
+    if not verdict.checks:
+        return "<h3>Measured checks</h3><p class=muted>The verdict records no checks.</p>"
+    rows = [_row([html.escape(c.name), html.escape(c.scope_label), html.escape(c.measured_text),
+                  html.escape(c.limit_text), _result(c.ok), _fmt(c.samples),
+                  html.escape(c.source + (f" ({c.note})" if c.note else ""))],
+                 attrs=f' data-check="{html.escape(c.key)}"', left_from=6)
+            for c in verdict.checks]
+    failed = len(verdict.failed_checks)
+    return (f"<h3>Measured checks ({len(verdict.checks)}, {failed} failed)</h3>"
+            "<table id=verdict-checks>"
+            + _head("check", "scope", "measured", "limit", "result", "samples", "source",
+                    left_from=6)
+            + "".join(rows) + "</table>")
+
+
+def _comparisons_table(verdict: RecordedVerdict) -> str:
+    if not verdict.comparisons:
+        return ""
+    source = f" ({html.escape(verdict.baseline_source)})" if verdict.baseline_source else ""
+    rows = [_row([html.escape(c.name), html.escape(c.scope_label), html.escape(c.current_text),
+                  html.escape(c.baseline_text), html.escape(c.margin_text),
+                  html.escape(c.verdict)], attrs=f' data-comparison="{html.escape(c.key)}"')
+            for c in verdict.comparisons]
+    return (f"<h3>Against the baseline{source}</h3><table id=verdict-comparisons>"
+            + _head("comparison", "scope", "current", "baseline", "margin", "result")
+            + "".join(rows) + "</table>")
+
+
+def _projections_table(verdict: RecordedVerdict) -> str:
+    head = ("<div class=projections><h3>Projections (model, not measured)</h3><p class=muted>"
+            "Model outputs for the product targets; they never change the verdict or the exit "
+            "code.</p>")
+    if not verdict.projections:
+        return head + "<p class=muted>The verdict records no projections.</p></div>"
+    rows = [_row([html.escape(p.name), html.escape(p.shown_text), html.escape(p.range_text),
+                  html.escape("; ".join(p.assumptions))],
+                 attrs=f' data-projection="{html.escape(p.name)}"', left_from=1)
+            for p in verdict.projections]
+    return (head + "<table id=verdict-projections>"
+            + _head("projection", "value", "range", "assumptions", left_from=1) + "".join(rows)
+            + "</table></div>")
 
 
 def _scope_table(scopes: Mapping[str, Any], label: str) -> str:

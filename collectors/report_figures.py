@@ -15,9 +15,11 @@ from plotly.subplots import make_subplots
 
 from collectors.hdr import Histogram
 from collectors.run import Run
+from collectors.targets import PRODUCT_TARGETS
 
 __all__ = [
     "SERVICE_PANELS",
+    "TARGET_LABEL",
     "generator_figure",
     "latency_figure",
     "load_figure",
@@ -25,7 +27,8 @@ __all__ = [
     "spectrum_figure",
 ]
 
-SLO_MS = 100.0
+SLO_MS = PRODUCT_TARGETS.p95_ms
+TARGET_LABEL = f"product target p95 < {SLO_MS:g} ms"
 # (title, metric, how): per target, "sum" adds the series at each scrape, "min" takes the
 # lowest (so `up` shows any failed endpoint), "rate" is the per-second increase of the sum.
 SERVICE_PANELS: tuple[tuple[str, str, str], ...] = (
@@ -41,7 +44,7 @@ SERVICE_PANELS: tuple[tuple[str, str, str], ...] = (
 def _slo_line(fig: go.Figure) -> None:
     # A shape, not an annotation: annotations on log axes take log10 positions.
     fig.add_hline(y=SLO_MS, line_dash="dash", line_color="red")
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="SLO 100 ms",
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=TARGET_LABEL,
                              line={"dash": "dash", "color": "red"}))
 
 

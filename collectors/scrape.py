@@ -4,8 +4,9 @@ Pure parts: `parse_metrics` (Prometheus text via prometheus_client's parser) and
 `flatten_status` (the /status JSON) turn a response body into service samples. The shell,
 `Scraper`, polls every target every `interval_s` on its own thread — a greenlet inside the
 gevent-patched Locust master, where urllib's sockets are cooperative — and writes the samples
-into a `RunWriter` and a `SeriesStore` (the live view). A failed scrape becomes an `up` 0
-sample plus a `scrape_gap` event; it never raises out of the loop or stops the run.
+into a `RunWriter` and the `SeriesStore` (the live series the embedded alert evaluator reads).
+A failed scrape becomes an `up` 0 sample plus a `scrape_gap` event; it never raises out of the
+loop or stops the run.
 """
 
 from __future__ import annotations
@@ -20,22 +21,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.rundir import RunWriter, ServiceSample
 from collectors.series import SeriesStore
 
-
-class SampleSink(Protocol):
-    """Where scraped samples go: a SeriesStore, or anything else that takes them (the live
-    alert evaluator's index, or several sinks at once)."""
-
-    def add_many(self, samples: Iterable[Any]) -> None: ...
-
 __all__ = [
     "ADMIN_TOKEN_VARIABLE",
+    "DEFAULT_RETENTION_S",
     "Fetch",
     "ScrapeTarget",
     "Scraper",
@@ -46,6 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RETENTION_S = 3600.0  # what a scraper's own store keeps when it is given none
 ADMIN_TOKEN_VARIABLE = "PITCHEY_ADMIN_TOKEN"
 Fetch = Callable[[str, float], bytes]  # (url, timeout_s) -> body; raises on any failure
 _STATE_KEYS = ("status", "state")
@@ -142,7 +138,7 @@ class Scraper:
         targets: Mapping[str, str] | Sequence[ScrapeTarget],
         *,
         writer: RunWriter | None = None,
-        store: SampleSink | None = None,
+        store: SeriesStore | None = None,
         interval_s: float = 1.0,
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
@@ -151,7 +147,7 @@ class Scraper:
         self.targets = (targets_from_mapping(targets) if isinstance(targets, Mapping)
                         else list(targets))
         self.writer = writer
-        self.store: SampleSink = store if store is not None else SeriesStore()
+        self.store = store if store is not None else SeriesStore(retention_s=DEFAULT_RETENTION_S)
         self.interval_s = interval_s
         self.timeout_s = min(timeout_s, max(interval_s, 0.1))
         self._clock = clock

@@ -15,12 +15,13 @@ import pandas as pd
 from collectors._format import FORMAT_VERSION
 from collectors.hdr import Histogram
 from collectors.run import Run, quantile_label
+from collectors.targets import PRODUCT_TARGETS
 from collectors.validity import Validity
 
 __all__ = ["SUMMARY_QUANTILES", "SLO_LATENCY_MS", "latency_figures", "summarize"]
 
 SUMMARY_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
-SLO_LATENCY_MS = 100.0  # the product target: p95 < 100 ms
+SLO_LATENCY_MS = PRODUCT_TARGETS.p95_ms  # the product target (collectors.targets)
 
 
 def latency_figures(hist: Histogram) -> dict[str, float]:

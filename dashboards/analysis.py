@@ -1,8 +1,13 @@
-"""The models applied to a prepared run: verdict, cost, capacity (pure functions of a view).
+"""The models applied to a prepared run for the what-if pages: cost, capacity, and the figures
+the header shows while a run has no verdict (pure functions of a view).
 
-Defaults follow the issue and seed 003: 100,000 users, p95 < 100 ms, error rate < 0.1%,
-$5,000/month; the think time is the run's own (the scenario as run) unless given, 30 s when
-the run does not say.
+The dashboard never judges a run: the verdict is the gate's, read from summary.json
+(`collectors.recorded_verdict`). What is computed here answers the user's own inputs (the
+sliders) and is labelled "what-if". Defaults are the product targets
+(`collectors.targets.PRODUCT_TARGETS`); the think time is the scenario's as the gate's
+projections take it unless given. The capacity what-if is the gate's own model
+(`gate.projections.model_from_steps`) asked with the user's inputs, so at the defaults it gives
+the numbers of the verdict's projections.
 """
 
 from __future__ import annotations
@@ -10,62 +15,52 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pandas as pd
-
 from collectors.hdr import Histogram
-from collectors.models.capacity import (
-    CapacityError,
-    CapacityPlan,
-    LatencyModel,
-    UslFit,
-    WhatIf,
-    fit_usl,
-    latency_model,
-    plan_capacity,
-)
 from collectors.models.cost import CostBreakdown, TargetLoad, project_cost
 from collectors.models.prices import PriceTable, default_price_table
 from collectors.models.recommendations import Recommendation, recommend
 from collectors.models.usage import UsageProfile, measure_usage
-from collectors.models.verdict import Measured, Targets, Verdict, evaluate, measured_from_summary
+from collectors.targets import PRODUCT_TARGETS
 from dashboards.data import RunView
+from gate.projections import (
+    DEFAULT_HEADROOM,
+    DEFAULT_THINK_S,
+    CapacityModel,
+    ProjectionInputs,
+    model_from_steps,
+)
 
 __all__ = [
     "DEFAULT_THINK_S",
-    "CapacityResult",
+    "HeaderFigure",
+    "WHAT_IF_ORIGIN",
     "Settings",
     "capacity_for",
-    "capacity_report",
     "cost_for",
-    "live_measured",
+    "format_interval",
+    "inputs_for",
     "recommendations_for",
+    "run_figures",
     "usage_for",
-    "verdict_for",
 ]
 
-DEFAULT_THINK_S = 30.0
+WHAT_IF_ORIGIN = "what-if (your inputs)"  # the label of every answer to the user's inputs
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What-if inputs shared by the header, the capacity and the cost pages."""
+    """What-if inputs shared by the capacity and the cost pages (defaults: product targets)."""
 
-    users: float = 100_000
+    users: float = PRODUCT_TARGETS.users
     think_time_s: float | None = None  # None: the run's own
-    p95_target_ms: float = 100.0
-    headroom: float = 0.3
-    budget_usd: float = 5000.0
-    error_rate: float = 0.001
+    p95_target_ms: float = PRODUCT_TARGETS.p95_ms
+    headroom: float = DEFAULT_HEADROOM
+    budget_usd: float = PRODUCT_TARGETS.budget_usd_month
 
     def think_for(self, view: RunView) -> float:
         if self.think_time_s is not None:
             return self.think_time_s
         return view.think_time_s if view.think_time_s is not None else DEFAULT_THINK_S
-
-    @property
-    def targets(self) -> Targets:
-        return Targets(users=self.users, p95_ms=self.p95_target_ms,
-                       error_rate=self.error_rate, budget_usd=self.budget_usd)
 
 
 def usage_for(view: RunView) -> UsageProfile:
@@ -85,63 +80,89 @@ def recommendations_for(view: RunView, settings: Settings) -> list[Recommendatio
     return recommend(usage_for(view), load, budget_usd=settings.budget_usd)
 
 
-def live_measured(view: RunView) -> Measured:
-    """Verdict inputs of a run still being written, from its merged bins so far."""
+@dataclass(frozen=True)
+class HeaderFigure:
+    """One figure the header shows for a run without a verdict: a value, never a judgement."""
+
+    key: str
+    label: str
+    text: str
+
+
+def _ms(value: float | None) -> str:
+    return "no data" if value is None else f"{value:,.1f} ms"
+
+
+def _live_figures(view: RunView) -> list[HeaderFigure]:
+    """Figures of a run still being written, from its merged bins so far."""
     bins = view.bins
-    load = view.load
-    stats_requests = sum(h.total for h in bins.overall) if bins else 0
+    requests = sum(h.total for h in bins.overall) if bins else 0
     failures = sum(bins.failures) if bins else 0
     overall = Histogram.merge(bins.overall) if bins else Histogram()
-    regions = {r: Histogram.merge(hs) for r, hs in (bins.by_region.items() if bins else [])}
-    return Measured(
-        users_max=float(load["users"].max()) if len(load) else None,
-        p95_ms=overall.quantile(0.95) if overall.total else None,
-        region_p95_ms={r: h.quantile(0.95) for r, h in regions.items() if h.total},
-        error_rate=failures / stats_requests if stats_requests else None,
-        requests=float(stats_requests), valid=None,
-        invalid_reasons=("run still being written",),
-    )
+    figures = [
+        HeaderFigure("users", "users now", f"{float(view.load['users'].iloc[-1]):,.0f}"
+                     if len(view.load) else "no data"),
+        HeaderFigure("requests", "requests so far", f"{requests:,}"),
+        HeaderFigure("error_rate", "error rate so far",
+                     f"{failures / requests:.3%}" if requests else "no data"),
+        HeaderFigure("p95", "p95 so far",
+                     _ms(overall.quantile(0.95) if overall.total else None)),
+    ]
+    for region, hists in (bins.by_region.items() if bins else []):
+        merged = Histogram.merge(hists)
+        figures.append(HeaderFigure(f"p95-{region}", f"p95 {region} so far",
+                                    _ms(merged.quantile(0.95) if merged.total else None)))
+    return figures
 
 
-def verdict_for(view: RunView, settings: Settings | None = None) -> Verdict:
-    chosen = settings or Settings()
-    cost = cost_for(view, chosen).total_usd
-    if view.live:
-        measured = live_measured(view)
-        measured = Measured(**{**measured.__dict__, "monthly_cost_usd": cost})
-    else:
-        measured = measured_from_summary(view.summary, monthly_cost_usd=cost)
-    return evaluate(measured, chosen.targets)
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-@dataclass(frozen=True)
-class CapacityResult:
-    steps: pd.DataFrame | None
-    fit: UslFit | None
-    model: LatencyModel | None
-    plan: CapacityPlan | None
-    problem: str | None
+def _p95(entry: object) -> float | None:
+    latency = entry.get("latency_ms") if isinstance(entry, dict) else None
+    return _number(latency.get("p95")) if isinstance(latency, dict) else None
 
 
-def capacity_for(view: RunView, settings: Settings) -> CapacityResult:
-    """USL fit of the run's steps and the instances the what-if needs."""
-    steps = view.steps
-    if steps is None or steps.empty:
-        return CapacityResult(None, None, None, None,
-                              view.notes.get("capacity", "The run has no concurrency steps."))
-    usable = steps.dropna(subset=["p95_ms"])
-    try:
-        fit = fit_usl(usable["users"].tolist(), usable["throughput"].tolist())
-    except CapacityError as exc:
-        return CapacityResult(steps, None, None, None, str(exc))
-    try:
-        model = latency_model(usable, view.think_time_s)
-        what = WhatIf(users=settings.users, think_time_s=settings.think_for(view),
-                      p95_target_ms=settings.p95_target_ms, headroom=settings.headroom)
-        plan = plan_capacity(fit, model, what)
-    except CapacityError as exc:
-        return CapacityResult(steps, fit, None, None, str(exc))
-    return CapacityResult(steps, fit, model, plan, None)
+def _summary_figures(view: RunView) -> list[HeaderFigure]:
+    """Figures a finished run's summary.json records (the whole run, or the gate's window)."""
+    summary = view.summary
+    users, requests = _number(summary.get("users_max")), _number(summary.get("requests"))
+    errors = _number(summary.get("error_rate"))
+    figures = [
+        HeaderFigure("users", "users (max)", "no data" if users is None else f"{users:,.0f}"),
+        HeaderFigure("requests", "requests",
+                     "no data" if requests is None else f"{requests:,.0f}"),
+        HeaderFigure("error_rate", "error rate",
+                     "no data" if errors is None else f"{errors:.3%}"),
+        HeaderFigure("p95", "p95", _ms(_p95(summary))),
+    ]
+    regions = summary.get("by_region")
+    for region, entry in sorted(regions.items() if isinstance(regions, dict) else []):
+        figures.append(HeaderFigure(f"p95-{region}", f"p95 {region}", _ms(_p95(entry))))
+    return figures
+
+
+def run_figures(view: RunView) -> list[HeaderFigure]:
+    """What the header shows while a run has no verdict: measured figures, nothing judged."""
+    return _live_figures(view) if view.live else _summary_figures(view)
+
+
+def inputs_for(view: RunView, settings: Settings) -> ProjectionInputs:
+    """The what-if as the gate's projection inputs (the same model answers both)."""
+    think = settings.think_for(view)
+    source = ("your input" if settings.think_time_s is not None else
+              "the scenario's" if view.think_time_s is not None else
+              "assumed: the scenario does not say")
+    return ProjectionInputs(float(settings.users), think, source, settings.p95_target_ms,
+                            settings.headroom, settings.budget_usd, origin=WHAT_IF_ORIGIN)
+
+
+def capacity_for(view: RunView, settings: Settings) -> CapacityModel:
+    """USL fit of the run's steps and the instances the what-if needs (the gate's model)."""
+    problem = view.notes.get("capacity", "The run has no concurrency steps.")
+    return model_from_steps(view.steps if view.steps is not None and not view.steps.empty
+                            else None, problem, inputs_for(view, settings))
 
 
 def format_interval(low: float, high: float, digits: int = 3) -> str:
@@ -149,52 +170,3 @@ def format_interval(low: float, high: float, digits: int = 3) -> str:
         return "-"
     return f"[{low:.{digits}g}, {high:.{digits}g}]"
 
-
-def _interval(ci: object) -> list[float] | None:
-    low, high = getattr(ci, "low", None), getattr(ci, "high", None)
-    return [float(low), float(high)] if low is not None and high is not None else None
-
-
-def capacity_report(view: RunView, settings: Settings) -> dict[str, object]:
-    """Panel 6 as plain data: steps, USL fit with CIs, the law's projection, sizing, cost."""
-    result = capacity_for(view, settings)
-    cost = cost_for(view, settings)
-    steps = [] if result.steps is None else [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in result.steps.to_dict("records")]
-    report: dict[str, object] = {
-        "run_id": view.run_id, "scenario": view.scenario_name, "steps": steps,
-        "problem": result.problem, "usl": None, "plan": None,
-        "cost": {"monthly_usd": round(cost.total_usd, 2), "budget_usd": cost.budget_usd,
-                 "within_budget": cost.within_budget},
-    }
-    fit, plan = result.fit, result.plan
-    think = settings.think_for(view)
-    response_s = plan.response_s if plan is not None else view.mean_response_s
-    report["response_time_law"] = {
-        "users": settings.users, "think_time_s": think, "response_ms": response_s * 1000.0,
-        "throughput_rps": settings.users / (response_s + think) if response_s + think else None,
-    }
-    if fit is not None:
-        report["usl"] = {
-            "sigma": fit.sigma, "kappa": fit.kappa, "lambda": fit.lam,
-            "sigma_ci": _interval(fit.sigma_ci), "kappa_ci": _interval(fit.kappa_ci),
-            "lambda_ci": _interval(fit.lam_ci), "confidence": fit.confidence,
-            "r_squared": fit.r_squared, "points": fit.points,
-            "peak_users": None if math.isinf(fit.peak_users) else fit.peak_users,
-            "max_throughput": None if math.isinf(fit.max_throughput) else fit.max_throughput,
-        }
-    if plan is not None:
-        report["plan"] = {
-            "p95_target_ms": settings.p95_target_ms, "headroom": settings.headroom,
-            "required_rps": plan.required_rps, "per_instance_users": plan.per_instance_users,
-            "per_instance_rps": plan.per_instance_rps, "instances": plan.instances,
-            "instances_ci": _interval(plan.instances_ci), "extrapolated": plan.extrapolated,
-        }
-    reasons = list(plan.reasons) if plan is not None else []
-    if not cost.within_budget:
-        reasons.append(f"projected ${cost.total_usd:,.0f}/month is over the "
-                       f"${cost.budget_usd:,.0f} budget")
-    report["reasons"] = reasons
-    report["passes"] = bool(plan is not None and plan.passes and cost.within_budget)
-    return report

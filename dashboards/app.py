@@ -3,12 +3,15 @@ built by pure functions in dashboards.pages / dashboards.figures from prepared v
 
 Pages: / (overview), /endpoints, /capacity, /cost, /compare; `?run=<run_id>` picks the run
 (default: the newest). While the chosen run is being written, the overview extends its
-figures every `live_interval_ms` with only the new points (Patch), and the verdict header is
-recomputed.
+figures every `live_interval_ms` with only the new points (Patch), and the header follows
+(the run's live figures, then the gate's verdict once the run has ended and been judged).
+The dashboard never judges a run: the header shows the verdict recorded in summary.json.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,7 +23,6 @@ from dashboards.analysis import (
     capacity_for,
     cost_for,
     recommendations_for,
-    verdict_for,
 )
 from dashboards.catalog import RunCatalog, ViewError
 from dashboards.data import RunView
@@ -48,11 +50,13 @@ from dashboards.pages import (
     header,
     message_page,
     overview_page,
-    verdict_bar,
 )
+from dashboards.verdict_header import verdict_bar
 
-__all__ = ["create_app"]
+__all__ = ["VERDICT_WAIT_S", "create_app", "header_settled"]
 
+# After a run ends, the header keeps polling this long for the verdict `pitchey run` records.
+VERDICT_WAIT_S = 120.0
 PAGE_STYLE = {"fontFamily": "-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif",
               "background": "#f6f8fa", "padding": "12px 18px", "minHeight": "100vh"}
 
@@ -60,6 +64,21 @@ PAGE_STYLE = {"fontFamily": "-apple-system, 'Segoe UI', Helvetica, Arial, sans-s
 def _run_from(search: str | None) -> str | None:
     values = parse_qs((search or "").lstrip("?")).get("run")
     return values[0] if values else None
+
+
+def header_settled(view: RunView, now: float | None = None) -> bool:
+    """For a header opened on a live run: True once it can no longer change, i.e. the run
+    ended and the gate's verdict is recorded, or it ended VERDICT_WAIT_S ago without one.
+    (A run already finished when opened is not polled: its header is what summary.json says.)"""
+    if view.live:
+        return False
+    if view.summary.get("verdict") is not None:
+        return True
+    try:
+        ended = datetime.fromisoformat(str(view.manifest.get("ended_at"))).timestamp()
+    except ValueError:
+        return True
+    return (time.time() if now is None else now) - ended > VERDICT_WAIT_S
 
 
 def create_app(
@@ -142,7 +161,7 @@ class _Callbacks:
         except ViewError as exc:
             return top, None, message_page("This run cannot be read", str(exc)), None, True
         with self.catalog.locked(view.run_id):  # a live view is not refreshed halfway
-            verdict = verdict_bar(view, verdict_for(view, self.settings), self.settings)
+            verdict = verdict_bar(view)
             page = self._page(path, view)
             return top, verdict, page, view.run_id, not view.live
 
@@ -183,8 +202,8 @@ class _Callbacks:
         except ViewError:
             return no_update, True
         with self.catalog.locked(run_id):
-            bar = verdict_bar(view, verdict_for(view, self.settings), self.settings)
-            return bar, not view.live
+            bar = verdict_bar(view)
+            return bar, header_settled(view)
 
     def live_tick(self, _n: int, sent: dict[str, Any] | None,
                   run_id: str | None) -> tuple[Any, ...]:
@@ -259,7 +278,7 @@ class _Callbacks:
             think_time_s=think if think is not None else base.think_for(view),
             p95_target_ms=target if target else base.p95_target_ms,
             headroom=(headroom / 100.0) if headroom is not None else base.headroom,
-            budget_usd=base.budget_usd, error_rate=base.error_rate,
+            budget_usd=base.budget_usd,
         )
 
     def capacity(self, users_log: float | None, think: float | None, target: float | None,

@@ -25,10 +25,10 @@ import pandas as pd
 
 from collectors.errors import RunDirError
 from collectors.hdr import Histogram
-from collectors.models.capacity import CapacityError, concurrency_steps
 from collectors.models.usage import ServiceTotals, service_totals
-from collectors.models.verdict import REGION_TARGETS_MS
 from collectors.run import Run
+from collectors.targets import PRODUCT_TARGETS
+from gate.projections import scenario_think_time, steps_with_latency
 
 __all__ = [
     "ALL",
@@ -47,14 +47,14 @@ __all__ = [
 ]
 
 ALL = "(all)"
-SLO_MS = 100.0
-NEAR_SLO_MS = 80.0  # "near the SLO": within it, but in its last 20%
+SLO_MS = PRODUCT_TARGETS.p95_ms  # the product's latency target, drawn on the latency figures
+NEAR_SLO_MS = 0.8 * SLO_MS  # "near the target": within it, but in its last 20%
 # Log-spaced latency buckets for the heatmap, 1 ms .. 10 s (1-2-5 per decade), fixed so that
 # live updates can append columns.
 HEAT_EDGES_MS = tuple(float(m * 10**e) for e in range(4) for m in (1, 2, 5)) + (10_000.0,)
 _BIN_CHOICES = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800)
 MAX_BINS = 240
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def choose_bin_s(duration_s: float, max_bins: int = MAX_BINS) -> float:
@@ -65,58 +65,11 @@ def choose_bin_s(duration_s: float, max_bins: int = MAX_BINS) -> float:
     return float(_BIN_CHOICES[-1])
 
 
-def _duration_text(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-            if text.endswith(suffix):
-                try:
-                    return float(text.removesuffix(suffix)) * scale
-                except ValueError:
-                    return None
-        try:
-            return float(text)
-        except ValueError:
-            return None
-    if isinstance(value, Mapping):
-        low, high = _duration_text(value.get("min")), _duration_text(value.get("max"))
-        if low is not None and high is not None:
-            return (low + high) / 2.0
-    return None
-
-
 def think_time_s(scenario: Mapping[str, Any]) -> float | None:
-    """Mean think time of the scenario as run (a number, "30s", or {min, max})."""
-    return _duration_text(scenario.get("think_time"))
-
-
-def _milliseconds(value: Any) -> float | None:
-    """100, "100ms" or "0.1s" -> 100.0."""
-    if isinstance(value, str) and value.strip().lower().endswith("ms"):
-        try:
-            return float(value.strip()[:-2])
-        except ValueError:
-            return None
-    if isinstance(value, str):
-        seconds = _duration_text(value)
-        return None if seconds is None else seconds * 1000.0
-    return _duration_text(value)
-
-
-def _region_targets(scenario: Mapping[str, Any]) -> dict[str, float]:
-    """Seed 003's per-region latency targets, as the scenario overrides them."""
-    targets = dict(REGION_TARGETS_MS)
-    raw = scenario.get("region_targets_ms")
-    if isinstance(raw, Mapping):
-        for region, value in raw.items():
-            ms = _milliseconds(value)
-            if ms is not None:
-                targets[str(region)] = ms
-    return targets
+    """Mean think time of the scenario as run (weighted by user class when it has classes):
+    the think time the gate's projections use, so a what-if at its defaults matches them."""
+    found = scenario_think_time(scenario)
+    return None if found is None else found[0]
 
 
 @dataclass
@@ -158,7 +111,6 @@ class RunView:
     manifest: dict[str, Any]
     summary: dict[str, Any]
     think_time_s: float | None
-    region_targets_ms: dict[str, float]
     load: pd.DataFrame
     bins: Bins | None
     regions: list[str]
@@ -299,24 +251,6 @@ def _endpoint_group(
     return rows
 
 
-def _steps(run: Run) -> tuple[pd.DataFrame | None, str | None]:
-    try:
-        steps = concurrency_steps(run.load)
-    except CapacityError as exc:
-        return None, str(exc)
-    if steps.empty:
-        return None, "The run held no concurrency level long enough to measure (10 s or more)."
-    p95, mean = [], []
-    for row in steps.itertuples(index=False):
-        try:
-            hist = run.histogram(start=row.start, end=row.end)
-        except RunDirError:
-            hist = Histogram()
-        p95.append(_quantile_or_nan(hist, 0.95))
-        mean.append(hist.mean_ms if hist.total else math.nan)
-    return steps.assign(p95_ms=p95, mean_ms=mean), None
-
-
 def _requests_by_endpoint(summary: Mapping[str, Any], stats: pd.DataFrame) -> dict[str, float]:
     by_endpoint = summary.get("by_endpoint")
     if isinstance(by_endpoint, Mapping) and by_endpoint:
@@ -356,18 +290,19 @@ def build_view(run: Run, *, bin_s: float | None = None, full: bool = True) -> Ru
                   if full else (None, "not prepared"))
     if note:
         notes["latency"] = note
-    steps, note = _steps(run)
+    steps, note = steps_with_latency(run)  # the steps the gate's capacity projection fits
     if note:
         notes["capacity"] = note
     service = run.service
     if not len(service):
         notes["cost"] = ("The run has no scraped service series: cache hit rates, database "
-                         "statements and CPU are seed 003's figures, not measurements.")
+                         "statements and CPU are the Auto-Scaling document's figures "
+                         "(docs/targets.md), not measurements.")
     events = [e for e in run.events if e["type"] in _SHOWN_EVENTS][:200]
     return RunView(
         path=str(run.path), run_id=run.run_id, scenario_name=run.scenario_name,
         status=run.status, t0=t0, manifest=dict(run.manifest), summary=summary,
-        think_time_s=think_time_s(run.scenario), region_targets_ms=_region_targets(run.scenario),
+        think_time_s=think_time_s(run.scenario),
         load=load, bins=bins, regions=regions, user_classes=classes,
         endpoint_rows=_endpoint_rows(run, regions, classes) if full else [], steps=steps,
         requests_by_endpoint=_requests_by_endpoint(summary, run.stats),
@@ -410,7 +345,7 @@ def compute_extension(view: RunView, run: Run, *, tables: bool = True) -> Extens
     classes = view.user_classes or run.scopes("user_class")
     tables = tables or final
     rows = _endpoint_rows(run, regions, classes) if tables else None
-    steps = _steps(run)[0] if tables else None
+    steps = steps_with_latency(run)[0] if tables else None
     totals = service_totals(run.service) if tables else None
     if view.bins is None:
         bins, _note = _build_bins(run, regions, view.t0, None, final=final)
@@ -432,6 +367,8 @@ def apply_extension(view: RunView, ext: Extension) -> LiveDelta:
     view.load = ext.run.load
     view.status = ext.run.status
     view.manifest = dict(ext.run.manifest)
+    if ext.run.summary is not None:  # the run finished: its summary (and any verdict) is final
+        view.summary = dict(ext.run.summary)
     if ext.endpoint_rows is not None:
         view.endpoint_rows = ext.endpoint_rows
         view.requests_by_endpoint = {r.endpoint: float(r.requests) for r in ext.endpoint_rows

@@ -12,8 +12,7 @@ from dash import dcc, html
 from collectors.models.cost import CostBreakdown
 from collectors.models.prices import default_price_table
 from collectors.models.recommendations import Recommendation
-from collectors.models.verdict import Check, Verdict
-from dashboards.analysis import CapacityResult, Settings, format_interval
+from dashboards.analysis import WHAT_IF_ORIGIN, Settings, format_interval
 from dashboards.catalog import RunInfo
 from dashboards.data import ALL, RunView
 from dashboards.figures import (
@@ -24,6 +23,9 @@ from dashboards.figures import (
     load_figure,
     seed_comparison_figure,
 )
+from dashboards.style import CARD, COLORS, NOTE
+from dashboards.verdict_header import gate_projections
+from gate.projections import CapacityModel
 
 __all__ = [
     "PAGES",
@@ -38,15 +40,11 @@ __all__ = [
     "header",
     "message_page",
     "overview_page",
-    "verdict_bar",
 ]
 
+WHAT_IF = WHAT_IF_ORIGIN.capitalize()
 PAGES = (("/", "Overview"), ("/endpoints", "Endpoints"), ("/capacity", "Capacity"),
          ("/cost", "Cost"), ("/compare", "Compare"))
-COLORS = {True: ("#dafbe1", "#1a7f37"), False: ("#ffebe9", "#cf222e"), None: ("#eaeef2", "#57606a")}
-CARD = {"border": "1px solid #d0d7de", "borderRadius": "6px", "padding": "12px",
-        "marginBottom": "14px", "background": "white"}
-NOTE = {"color": "#57606a", "fontSize": "13px"}
 
 
 def message_page(title: str, text: str) -> html.Div:
@@ -54,44 +52,7 @@ def message_page(title: str, text: str) -> html.Div:
     return html.Div([html.H3(title), html.P(text, style=NOTE)], style=CARD, className="message")
 
 
-# --- header ----------------------------------------------------------------------------------
-
-def _tile(check: Check) -> html.Div:
-    background, color = COLORS[check.ok]
-    mark = {True: "PASS", False: "FAIL", None: "NO DATA"}[check.ok]
-    return html.Div([
-        html.Div(check.label, style={"fontSize": "12px", "color": "#57606a"}),
-        html.Div(check.value, style={"fontSize": "20px", "fontWeight": 600, "color": color}),
-        html.Div(f"{mark} · target {check.target}", style={"fontSize": "11px", "color": color}),
-        html.Div(check.detail, style={"fontSize": "11px", "color": "#57606a"},
-                 title=check.detail) if check.detail else None,
-    ], className=f"tile tile-{check.key}", id=f"tile-{check.key}",
-        style={"background": background, "borderLeft": f"4px solid {color}",
-               "padding": "8px 10px", "borderRadius": "4px", "flex": "1", "minWidth": "150px",
-               "overflow": "hidden"})
-
-
-def verdict_bar(view: RunView, verdict: Verdict, settings: Settings) -> html.Div:
-    status = verdict.status
-    ok = {"PASS": True, "FAIL": False}.get(status)
-    background, color = COLORS[ok]
-    think = settings.think_for(view)
-    caption = (f"{view.scenario_name} · {view.status} · {view.duration_s:,.0f} s measured · "
-               f"cost at {settings.users:,.0f} users, {think:g} s think time")
-    return html.Div([
-        html.Div([
-            html.Span(status, id="verdict-status", style={
-                "background": color, "color": "white", "padding": "4px 12px",
-                "borderRadius": "4px", "fontWeight": 700, "fontSize": "18px"}),
-            html.Span(f"100k users at p95 < {settings.p95_target_ms:g} ms within "
-                      f"${settings.budget_usd:,.0f}/month?", style={"marginLeft": "12px",
-                                                                      "fontWeight": 600}),
-            html.Span(caption, style={**NOTE, "marginLeft": "12px"}),
-        ], style={"marginBottom": "8px"}),
-        html.Div([_tile(c) for c in verdict.checks],
-                 style={"display": "flex", "gap": "8px", "flexWrap": "wrap"}),
-    ], style={**CARD, "background": background}, id="verdict-bar")
-
+# --- navigation ------------------------------------------------------------------------------
 
 def header(runs: Sequence[RunInfo], selected: str | None, path: str) -> html.Div:
     options = [{"label": r.label, "value": r.run_id} for r in runs]
@@ -216,7 +177,7 @@ def what_if_controls(prefix: str, view: RunView, settings: Settings, *,
     return html.Div(controls)
 
 
-def fit_table(result: CapacityResult) -> html.Table | html.P:
+def fit_table(result: CapacityModel) -> html.Table | html.P:
     fit = result.fit
     if fit is None:
         return html.P(result.problem or "No fit.", style=NOTE)
@@ -242,16 +203,23 @@ def fit_table(result: CapacityResult) -> html.Table | html.P:
     ], id="cap-fit-table", style={"width": "100%"})
 
 
-def capacity_result(result: CapacityResult, settings: Settings, view: RunView,
+def capacity_result(result: CapacityModel, settings: Settings, view: RunView,
                     cost: CostBreakdown) -> html.Div:
-    """The response-time-law projection and the what-if verdict, in words."""
+    """The what-if answer for the sliders' inputs, beside the gate's own projections."""
+    return html.Div([_what_if(result, settings, view, cost), gate_projections(view)],
+                    style={"display": "flex", "gap": "14px", "flexWrap": "wrap"})
+
+
+def _what_if(result: CapacityModel, settings: Settings, view: RunView,
+             cost: CostBreakdown) -> html.Div:
+    """The response-time-law projection for the user's inputs, in words: a what-if."""
     plan = result.plan
     think = settings.think_for(view)
     if plan is None:
-        return html.Div(message_page("What-if", result.problem or "No capacity model."),
-                        id="cap-result")
-    ok = plan.passes and cost.within_budget
-    background, color = COLORS[ok]
+        return html.Div(message_page(WHAT_IF, result.problem or "No capacity model."),
+                        id="cap-result", style={"flex": "3", "minWidth": "360px"})
+    met = plan.passes and cost.within_budget
+    background, color = COLORS[met]
     lines = [
         f"Response time law: N = X·(R + Z) → {settings.users:,.0f} users at Z = {think:g} s and "
         f"R = {plan.response_s * 1000:,.1f} ms offer X = {plan.required_rps:,.0f} requests/s.",
@@ -265,12 +233,14 @@ def capacity_result(result: CapacityResult, settings: Settings, view: RunView,
         f"${cost.budget_usd:,.0f}.",
         *plan.reasons,
     ]
+    outcome = ("your p95 target is reachable within your budget" if met
+               else "your p95 target or budget is not met")
     return html.Div([
-        html.Span("PASS" if ok else "FAIL", id="cap-verdict", style={
-            "background": color, "color": "white", "padding": "2px 10px", "fontWeight": 700,
-            "borderRadius": "4px"}),
+        html.H4(WHAT_IF),
+        html.Span(outcome, id="cap-outcome", style={"color": color, "fontWeight": 700}),
         html.Ul([html.Li(line) for line in lines]),
-    ], id="cap-result", style={**CARD, "background": background})
+    ], id="cap-result", style={**CARD, "background": background, "flex": "3",
+                               "minWidth": "360px"})
 
 
 def capacity_page(view: RunView, settings: Settings) -> html.Div:
@@ -302,6 +272,7 @@ def cost_sections(view: RunView, cost: CostBreakdown,
     ok = cost.within_budget
     _, color = COLORS[ok]
     summary = html.Div([
+        html.Div(f"{WHAT_IF}: {cost.load.users:,.0f} users", style=NOTE),
         html.Span(f"${cost.total_usd:,.0f}/month", id="cost-total",
                   style={"fontSize": "26px", "fontWeight": 700, "color": color}),
         html.Span(f" vs budget ${cost.budget_usd:,.0f} · ${cost.per_day:,.0f}/day · "
@@ -320,6 +291,7 @@ def cost_sections(view: RunView, cost: CostBreakdown,
     ], style={"marginBottom": "8px"}) for r in recommendations], id="cost-recs")
     return [
         html.Div(summary, style=CARD),
+        gate_projections(view),
         html.Div([dcc.Graph(id="cost-breakdown", figure=breakdown_figure(cost))], style=CARD),
         html.Div([dcc.Graph(id="cost-burn", figure=burn_figure(cost)),
                   dcc.Graph(id="cost-seed", figure=seed_comparison_figure(

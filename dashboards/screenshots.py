@@ -2,16 +2,20 @@
 
 Serves the dashboard on a free local port, opens each page in headless Chromium, waits
 until every figure is drawn, and saves a full-page screenshot. Without --runs it writes two
-synthetic runs (dashboards.demo) to a temporary folder first, so it works on a fresh clone.
-Exit 1 (with the messages) when a page logs a browser console error.
+synthetic runs (`testing.demo`) to a temporary folder first, so it works on a fresh clone:
+this developer tool is the one module of the product packages that imports `testing`.
+Exit codes (`ExitCode`): 0 every page saved; 1 a page logged a browser console error or never
+finished drawing (the messages say which); 4 a missing --runs folder or no Chromium.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+from pitchey_cli.exitcodes import ExitCode
+from pitchey_cli.usage import CommandParser
 
 __all__ = ["PAGES", "take_screenshots", "main"]
 
@@ -27,7 +31,7 @@ WIDTH = 1400
 
 
 def _demo_runs(root: Path) -> Path:
-    from dashboards.demo import DemoSpec, write_demo_run
+    from testing.demo import DemoSpec, write_demo_run
 
     write_demo_run(root, DemoSpec())
     write_demo_run(root, DemoSpec(seed=11, sigma=0.004, kappa=2e-5, scenario_name="demo-tuned",
@@ -60,9 +64,9 @@ def take_screenshots(runs: Path, out: Path, *, run_id: str | None = None) -> tup
     return written, errors
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.screenshots",
-                                     description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> ExitCode:
+    parser = CommandParser(prog="python -m dashboards.screenshots",
+                           description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=None,
                         help="folder of run directories (default: synthetic demo runs)")
     parser.add_argument("--run", default=None, help="run id to show (default: the newest)")
@@ -75,17 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.runs or _demo_runs(Path(tmp))
         if not runs.exists():
             print(f"screenshots: {runs}: no such folder", file=sys.stderr)
-            return 2
+            return ExitCode.CONFIG
         try:
             written, errors = take_screenshots(runs, args.out, run_id=args.run)
-        except (BrowserMissing, TimeoutError) as exc:
+        except BrowserMissing as exc:
             print(f"screenshots: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.CONFIG
+        except TimeoutError as exc:
+            print(f"screenshots: {exc}", file=sys.stderr)
+            return ExitCode.BREACH
     for file in written:
         print(f"wrote {file}")
     for error in errors:
         print(f"console error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return ExitCode.BREACH if errors else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,16 +1,15 @@
 """``pitchey gate RUN_DIR``: the thin shell around the gate's pure core.
 
-It reads a run directory through ``collectors.load_run``, cuts the warm-up off, evaluates the
-scenario's thresholds (and a baseline when given), writes JUnit / JSON / Markdown, prints a
-console table and returns the exit code CI acts on:
+It reads a run directory through ``collectors.load_run``, judges it with
+``gate.evaluation.evaluate_run`` (the scenario's thresholds and the product's targets after
+the warm-up, validity, a baseline when given, projections), records the verdict in the run's
+summary.json, writes JUnit / JSON / Markdown, prints the console table and verdict line and
+returns the exit code CI acts on (``pitchey_cli.exitcodes.ExitCode``; see ``EXIT_CODES``).
 
-    0 pass · 1 threshold breached · 2 regression against the baseline
-    3 run invalid (generator saturated, target unreachable) · 4 configuration error
-
-``loadtests.cli`` calls :func:`register_gate` to add the subcommand and, for
-``pitchey run --gate``, :func:`add_gate_arguments` on its own parser and
-:func:`evaluate_cli` once the run directory is written. Only the standard library is
-imported at module level, so ``pitchey serve`` stays light.
+The dispatcher calls :func:`register`; ``pitchey run`` adds :func:`add_gate_arguments` to its
+own parser and calls :func:`judge` once the run directory is written. Only the standard
+library (and the ExitCode enum) is imported at module level, so ``pitchey serve`` stays
+light.
 """
 
 from __future__ import annotations
@@ -19,32 +18,39 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pitchey_cli.exitcodes import ExitCode
+
 if TYPE_CHECKING:
     from collectors.run import Run
-    from gate.core import GateResult, Window
+    from gate.core import Window
     from gate.report import ReportMeta
     from gate.thresholds import GateSpec
+    from gate.verdict import RunVerdict
 
 __all__ = [
     "DEFAULT_BASELINE_DIR",
     "EXIT_CODES",
+    "Judged",
     "add_gate_arguments",
     "evaluate_cli",
+    "judge",
     "register",
-    "threshold_aborts",
-    "window_from_run",
+    "usage_errors_exit_config",
 ]
 
 DEFAULT_BASELINE_DIR = Path("baselines")
-EXIT_CODES = {
-    0: "pass",
-    1: "threshold breached",
-    2: "regression against the baseline",
-    3: "run invalid (load generator saturated, target unreachable, nothing measured)",
-    4: "configuration error (unknown metric, malformed threshold, bad run directory or flag)",
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "pass: every measured check holds, no regression, the run is valid",
+    ExitCode.BREACH: "a measured check failed (a scenario threshold or a product target)",
+    ExitCode.REGRESSION: "regression against the baseline",
+    ExitCode.INVALID: "run invalid (load generator saturated, target unreachable, nothing "
+                      "measured)",
+    ExitCode.CONFIG: "configuration error (unknown metric, malformed threshold, bad run "
+                     "directory or flag)",
 }
 _SAVE_DEFAULT = "<baselines/SCENARIO.json>"
 
@@ -55,12 +61,15 @@ class _ConfigError(Exception):
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``pitchey gate RUN_DIR ...`` to a ``pitchey`` subparsers object."""
-    epilog = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+    epilog = "exit codes:\n" + "\n".join(f"  {int(code)}  {text}"
+                                         for code, text in EXIT_CODES.items())
     parser = subparsers.add_parser(
-        "gate", help="turn a run directory into a CI verdict (exit 0-4)",
-        description="Evaluate a run's thresholds (and a baseline) and exit with a code CI acts\n"
-        "on. Percentiles come from the run's merged HDR histograms, warm-up excluded.\n"
-        "Thresholds, warm-up and margins come from the scenario (docs/gate.md).",
+        "gate", help="judge a run directory: the verdict every view shows (exit 0-4)",
+        description="Judge a run: the scenario's thresholds and the product's targets after\n"
+        "the warm-up, the run's validity and a baseline when given. The verdict is recorded\n"
+        "in the run's summary.json and the exit code is what CI acts on. Percentiles come\n"
+        "from the run's merged HDR histograms; thresholds, warm-up and margins from the\n"
+        "scenario (docs/gate.md). Capacity and cost projections are shown, never judged.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<id>/)")
@@ -96,6 +105,22 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", dest="thresholds", action="append", metavar="CHECK",
                        help="a threshold such as 'p95 < 100ms'; repeatable; replaces the "
                        "scenario's list")
+    group.add_argument("--product-targets", action=argparse.BooleanOptionalAction,
+                       default=None, help="judge the product's targets (p95, error rate; "
+                       "docs/targets.md) beside the thresholds (default: the scenario's "
+                       "gate.product_targets, else yes)")
+
+
+def usage_errors_exit_config(parser: argparse.ArgumentParser, command: str) -> None:
+    """Make a (sub)parser's usage errors exit 4 (configuration error) rather than argparse's
+    2, which CI would read as the gate's "regression"; the message names ``command``."""
+
+    def error(message: str) -> NoReturn:
+        parser.print_usage(sys.stderr)
+        print(f"{command}: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.CONFIG)
+
+    setattr(parser, "error", error)  # noqa: B010 - an instance override, on purpose
 
 
 class _GateParser(argparse.ArgumentParser):
@@ -107,7 +132,7 @@ class _GateParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"pitchey gate: error: {message}", file=sys.stderr)
-        raise SystemExit(4)
+        raise SystemExit(ExitCode.CONFIG)
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
@@ -118,57 +143,77 @@ class _GateParser(argparse.ArgumentParser):
         return parsed, extras
 
 
+@dataclass(frozen=True)
+class Judged:
+    """What gating one run directory gave: the verdict (None after a configuration error,
+    which was printed to stderr) and the exit code."""
+
+    verdict: RunVerdict | None
+    code: ExitCode
+
+
 def evaluate_cli(run_dir: str | Path, args: argparse.Namespace) -> int:
     """Gate one run directory with the options in ``args``; print and return the exit code.
 
     Options missing from ``args`` take their defaults, so ``pitchey run --gate`` may pass its
     own namespace whether or not it added :func:`add_gate_arguments`.
     """
+    from gate.report import console_table
+
+    judged = judge(run_dir, args)
+    if judged.verdict is not None:
+        sys.stdout.write(console_table(judged.verdict))
+    return int(judged.code)
+
+
+def judge(run_dir: str | Path, args: argparse.Namespace) -> Judged:
+    """Evaluate, record the verdict in summary.json, write the requested outputs and save a
+    baseline when asked; a configuration error is printed (one line) and gives CONFIG."""
     from collectors.errors import RunDirError
     from gate.thresholds import ThresholdError
+    from gate.verdict import VerdictError
 
     try:
-        return _evaluate(Path(run_dir), args)
-    except (ThresholdError, RunDirError, _ConfigError) as exc:
+        return _judge(Path(run_dir), args)
+    except (ThresholdError, RunDirError, VerdictError, _ConfigError) as exc:
         print(f"pitchey gate: configuration error: {exc}", file=sys.stderr)
-        return 4
+        return Judged(None, ExitCode.CONFIG)
 
 
-def _evaluate(run_dir: Path, args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+def _judge(run_dir: Path, args: argparse.Namespace) -> Judged:
     from collectors.run import load_run
-    from gate.core import gate
-    from gate.report import console_table
+    from gate.evaluation import evaluate_run, record_verdict
 
     run = load_run(run_dir)
     spec = _spec(run, args)
-    window = replace(window_from_run(run, spec.warmup_s), aborted=threshold_aborts(run, spec))
-    baseline = _baseline(getattr(args, "baseline", None), spec)
-    result = gate(spec, window, baseline)
-    meta = _meta(run, spec, getattr(args, "baseline", None))
-    _write_outputs(result, meta, args)
-    sys.stdout.write(console_table(result, meta))
+    baseline_text = getattr(args, "baseline", None)
+    baseline = _baseline(baseline_text, spec)
+    verdict = evaluate_run(run, spec, baseline, baseline_source=baseline_text)
+    _write_outputs(verdict, _meta(run), args)
+    try:
+        record_verdict(run.path, verdict)
+    except OSError as exc:
+        raise _ConfigError(f"cannot record the verdict in {run.path / 'summary.json'}: "
+                           f"{exc.strerror or exc}") from None
     save = getattr(args, "save_baseline", None)
     if save:
-        _save_baseline(save, run, spec, result)
-    return result.exit_code
+        _save_baseline(save, run, spec, verdict)
+    return Judged(verdict, verdict.exit_code)
 
 
 def _spec(run: Run, args: argparse.Namespace) -> GateSpec:
     from dataclasses import replace
 
+    from gate.evaluation import spec_from_run
     from gate.thresholds import (
         check_tags_declared,
         parse_confidence,
         parse_duration,
-        parse_gate_spec,
         parse_margin,
         parse_thresholds,
     )
 
-    scenario = run.scenario
-    spec = parse_gate_spec(scenario, source=f"{run.path / 'manifest.json'} scenario")
+    spec = spec_from_run(run)
     overrides: dict[str, Any] = {}
     if getattr(args, "thresholds", None):
         overrides["thresholds"] = parse_thresholds(args.thresholds, where="--threshold")
@@ -180,91 +225,11 @@ def _spec(run: Run, args: argparse.Namespace) -> GateSpec:
         overrides["error_margin"] = parse_margin(args.error_margin, where="--error-margin")
     if getattr(args, "confidence", None) is not None:
         overrides["confidence"] = parse_confidence(args.confidence, where="--confidence")
+    if getattr(args, "product_targets", None) is not None:
+        overrides["product_targets"] = bool(args.product_targets)
     spec = replace(spec, **overrides)
     check_tags_declared(spec)  # --threshold may name a tag the scenario does not declare
     return spec
-
-
-# --- run directory -> Window ---------------------------------------------------------------
-
-
-def window_from_run(run: Run, warmup_s: float) -> Window:
-    """The run after its warm-up, one Cell per region x endpoint x user class.
-
-    Counts come from the per-second stats, latency from the interval histograms whose midpoint
-    falls after the warm-up (the whole-run histograms when there is no warm-up), merged
-    losslessly by ``collectors``.
-    """
-    from gate.core import Cell, Window
-
-    stats = run.stats
-    cut = _run_start(run) + warmup_s if warmup_s > 0 else None
-    after = stats[stats["t"] >= cut] if cut is not None else stats
-    counts = after.groupby(["region", "endpoint", "user_class"], sort=True, observed=True)[
-        ["requests", "failures"]].sum()
-    count_of = {tuple(map(str, key)): (int(row.requests), int(row.failures))
-                for key, row in zip(counts.index, counts.itertuples(), strict=True)}
-    hist_keys = run.histogram_keys()
-    names = sorted({k[:3] for k in hist_keys} | set(count_of))
-    kinds = {k[3] for k in hist_keys}
-    cells = []
-    for region, endpoint, user_class in names:
-        requests, failures = count_of.get((region, endpoint, user_class), (0, 0))
-        service = run.histogram(region, endpoint, user_class, "service", start=cut)
-        corrected = (run.histogram(region, endpoint, user_class, "corrected", start=cut)
-                     if "corrected" in kinds else None)
-        if requests or failures or service.total or (corrected is not None and corrected.total):
-            cells.append(Cell(region, endpoint, user_class, requests, failures, service,
-                              corrected))
-    validity = run.validity
-    return Window(
-        cells=tuple(cells), duration_s=_duration_s(run, cut), users_max=_users_max(run, cut),
-        valid=validity.valid, reasons=validity.reasons,
-        known={field: frozenset(str(n[i]) for n in names)
-               for i, field in enumerate(("region", "endpoint", "user_class"))},
-    )
-
-
-def threshold_aborts(run: Run, spec: GateSpec) -> tuple[str, ...]:
-    """Reasons of the run's `abort` events that an abort_on_fail threshold caused.
-
-    Such an event carries a `threshold` field, or its reason is what `should_abort` returned
-    ("<threshold name> failed after ..."); an abort for any other cause (Ctrl-C) is not one.
-    """
-    names = tuple(f"{t.name} failed after" for t in spec.thresholds if t.abort_on_fail)
-    reasons = []
-    for event in run.events_of("abort"):
-        reason = str(event.get("reason") or event.get("threshold") or "")
-        if event.get("threshold") or (names and reason.startswith(names)):
-            reasons.append(reason)
-    return tuple(reasons)
-
-
-def _run_start(run: Run) -> float:
-    """When load began: the first recorded second (the manifest's start may precede the
-    service start-up and seeding by many seconds)."""
-    for frame in (run.load, run.stats):
-        if len(frame):
-            return float(frame["t"].min())
-    return run.started_at.timestamp()
-
-
-def _duration_s(run: Run, cut: float | None) -> float:
-    """Seconds with load after the cut: from the cut (or the first second) to the last second."""
-    frame = run.load if len(run.load) else run.stats
-    if not len(frame):
-        return 0.0
-    seconds = sorted(set(float(t) for t in frame["t"]))
-    step = min((b - a for a, b in zip(seconds, seconds[1:], strict=False)), default=1.0)
-    end = seconds[-1] + step
-    start = max(cut, seconds[0]) if cut is not None else seconds[0]
-    return max(end - start, 0.0)
-
-
-def _users_max(run: Run, cut: float | None) -> int:
-    load = run.load
-    after = load[load["t"] >= cut] if cut is not None else load
-    return int(after["users"].max()) if len(after) else 0
 
 
 # --- baselines -------------------------------------------------------------------------------
@@ -273,6 +238,7 @@ def _users_max(run: Run, cut: float | None) -> int:
 def _baseline(path_text: str | None, spec: GateSpec) -> Window | None:
     from collectors.run import load_run
     from gate.core import baseline_from_json
+    from gate.window import window_from_run
 
     if not path_text:
         return None
@@ -293,20 +259,22 @@ def _baseline(path_text: str | None, spec: GateSpec) -> Window | None:
     return baseline_from_json(data, source=str(path))
 
 
-def _save_baseline(target: str, run: Run, spec: GateSpec, result: GateResult) -> None:
-    from gate.core import EXIT_PASS, baseline_to_json
+def _save_baseline(target: str, run: Run, spec: GateSpec, verdict: RunVerdict) -> None:
+    from gate.core import baseline_to_json
+    from gate.window import window_from_run
 
     path = DEFAULT_BASELINE_DIR / f"{run.scenario_name or 'run'}.json" \
         if target == _SAVE_DEFAULT else Path(target)
-    if result.exit_code != EXIT_PASS:
+    if verdict.exit_code != ExitCode.OK:
         print(f"pitchey gate: baseline not saved to {path}: the gate did not pass",
               file=sys.stderr)
         return
     meta = {"run_id": run.run_id, "scenario_name": run.scenario_name, "target": run.target,
             "git_commit": run.manifest.get("git_commit"), "warmup_s": spec.warmup_s}
+    window = window_from_run(run, spec.warmup_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(baseline_to_json(result.window, meta)) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(baseline_to_json(window, meta)) + "\n", encoding="utf-8")
     tmp.replace(path)
     print(f"pitchey gate: baseline saved to {path}", file=sys.stderr)
 
@@ -314,14 +282,14 @@ def _save_baseline(target: str, run: Run, spec: GateSpec, result: GateResult) ->
 # --- outputs -------------------------------------------------------------------------------
 
 
-def _meta(run: Run, spec: GateSpec, baseline: str | None) -> ReportMeta:
+def _meta(run: Run) -> ReportMeta:
     from gate.report import ReportMeta
 
     return ReportMeta(run_id=run.run_id, scenario=run.scenario_name, target=run.target,
-                      warmup_s=spec.warmup_s, baseline=baseline, run_dir=str(run.path))
+                      run_dir=str(run.path))
 
 
-def _write_outputs(result: GateResult, meta: ReportMeta, args: argparse.Namespace) -> None:
+def _write_outputs(verdict: RunVerdict, meta: ReportMeta, args: argparse.Namespace) -> None:
     from gate.report import dumps, to_junit, to_markdown
 
     writers = ((getattr(args, "junit", None), to_junit),
@@ -329,7 +297,7 @@ def _write_outputs(result: GateResult, meta: ReportMeta, args: argparse.Namespac
                (getattr(args, "markdown", None), to_markdown))
     for target, render in writers:
         if target:
-            _write(Path(target), render(result, meta))
+            _write(Path(target), render(verdict, meta))
 
 
 def _write(path: Path, text: str) -> None:

@@ -6,10 +6,12 @@ histograms). Latency figures are read off merged histograms, never averaged perc
 ``gate_cli`` builds windows from run directories (through ``collectors.load_run``); the run
 loop builds them from live statistics and asks :func:`should_abort` once a second.
 
-Verdicts, in the order an exit code is chosen (see :func:`exit_code`):
-3 the run is invalid (generator saturated, target unreachable, nothing measured);
-1 a threshold is breached; 2 p95 or the error rate regressed against a baseline; 0 pass.
-A configuration error (exit 4) is raised as :class:`GateConfigError` before any of these.
+Verdicts, in the order an exit code is chosen (see :func:`exit_code`, codes are
+``pitchey_cli.exitcodes.ExitCode``): INVALID the run is invalid (generator saturated, target
+unreachable, nothing measured); BREACH a threshold is breached; REGRESSION p95 or the error
+rate regressed against a baseline; OK pass. A configuration error (CONFIG) is raised as
+:class:`GateConfigError` before any of these. ``gate.evaluation.evaluate_run`` builds the
+run's one verdict on top of this core.
 """
 
 from __future__ import annotations
@@ -28,14 +30,10 @@ from gate.thresholds import (
     ThresholdError,
     format_value,
 )
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = [
     "AbortMonitor",
-    "EXIT_BREACH",
-    "EXIT_CONFIG",
-    "EXIT_INVALID",
-    "EXIT_PASS",
-    "EXIT_REGRESSION",
     "BASELINE_FORMAT",
     "Cell",
     "CheckResult",
@@ -58,12 +56,6 @@ __all__ = [
     "select_cells",
     "should_abort",
 ]
-
-EXIT_PASS = 0
-EXIT_BREACH = 1
-EXIT_REGRESSION = 2
-EXIT_INVALID = 3
-EXIT_CONFIG = 4
 
 BASELINE_FORMAT = "pitchey-gate-baseline"
 _BASELINE_VERSION = 1
@@ -202,19 +194,19 @@ class GateResult:
         return tuple(c for c in self.comparisons if c.regressed)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         return exit_code(self)
 
 
-def exit_code(result: GateResult) -> int:
-    """3 invalid beats 1 breached beats 2 regressed: each makes the next meaningless."""
+def exit_code(result: GateResult) -> ExitCode:
+    """Invalid beats breached beats regressed: each makes the next meaningless."""
     if not result.valid:
-        return EXIT_INVALID
+        return ExitCode.INVALID
     if result.breaches or result.aborted:
-        return EXIT_BREACH
+        return ExitCode.BREACH
     if result.regressions:
-        return EXIT_REGRESSION
-    return EXIT_PASS
+        return ExitCode.REGRESSION
+    return ExitCode.OK
 
 
 # --- scopes ------------------------------------------------------------------------------

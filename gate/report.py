@@ -1,9 +1,10 @@
-"""Render a gate verdict: JUnit XML, JSON, a Markdown PR comment and a console table.
+"""Render a run's verdict: the console table and line, JUnit XML, JSON and a Markdown comment.
 
-Pure: a :class:`~gate.core.GateResult` plus a little run metadata in, text out.
-JUnit has one testcase per threshold (its failure message states the measured value and the
-limit), one per baseline comparison, and one for the run's validity, so CI systems that
-render JUnit show exactly which check failed and why.
+Pure: a :class:`~gate.verdict.RunVerdict` plus a little run metadata in, text out. Every
+output shows the same verdict with the same numbers: the measured checks (what was measured,
+the limit, where the limit comes from), the comparisons with a baseline, the run's validity,
+and the projections, labelled as model outputs that never fail anything. ``pitchey run`` and
+``pitchey gate`` both print :func:`console_table`.
 """
 
 from __future__ import annotations
@@ -14,26 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gate.core import (
-    EXIT_BREACH,
-    EXIT_INVALID,
-    EXIT_PASS,
-    EXIT_REGRESSION,
-    CheckResult,
-    Comparison,
-    GateResult,
-)
+from gate.verdict import Check, ComparisonOutcome, Projection, RunVerdict
 
-__all__ = [
-    "VERDICTS", "ReportMeta", "console_table", "dumps", "to_json", "to_junit", "to_markdown",
-]
+__all__ = ["ReportMeta", "console_table", "dumps", "to_json", "to_junit", "to_markdown"]
 
-VERDICTS = {
-    EXIT_PASS: "pass",
-    EXIT_BREACH: "threshold breached",
-    EXIT_REGRESSION: "regression against the baseline",
-    EXIT_INVALID: "run invalid",
-}
+PROJECTIONS_LABEL = "projections (model, not measured; they never fail the gate)"
 
 
 @dataclass(frozen=True)
@@ -43,137 +29,77 @@ class ReportMeta:
     run_id: str
     scenario: str
     target: str = ""
-    warmup_s: float = 0.0
-    baseline: str | None = None
     run_dir: str = ""
 
 
-# --- JSON ----------------------------------------------------------------------------------
+# --- JSON: the verdict itself ----------------------------------------------------------------
 
 
-def to_json(result: GateResult, meta: ReportMeta) -> dict[str, Any]:
-    code = result.exit_code
-    return {
-        "format": "pitchey-gate-result",
-        "format_version": 1,
-        "run_id": meta.run_id,
-        "run_dir": meta.run_dir,
-        "scenario": meta.scenario,
-        "target": meta.target,
-        "baseline": meta.baseline,
-        "exit_code": code,
-        "verdict": VERDICTS[code],
-        "passed": code == EXIT_PASS,
-        "window": {"warmup_s": meta.warmup_s, "duration_s": result.window.duration_s,
-                   "users_max": result.window.users_max},
-        "validity": {"valid": result.valid, "reasons": list(result.reasons)},
-        "aborted": list(result.aborted),
-        "thresholds": [_check_json(c) for c in result.checks],
-        "comparisons": [_comparison_json(c) for c in result.comparisons],
-    }
+def to_json(verdict: RunVerdict, meta: ReportMeta | None = None) -> dict[str, Any]:
+    """The verdict's JSON, exactly as summary.json records it."""
+    del meta
+    return verdict.to_json()
 
 
-def _check_json(check: CheckResult) -> dict[str, Any]:
-    threshold = check.threshold
-    return {
-        "name": threshold.name,
-        "threshold": threshold.text,
-        "where": threshold.where,
-        "metric": threshold.metric,
-        "scope": threshold.scope_dict,
-        "op": threshold.op,
-        "limit": threshold.limit,
-        "measured": check.measured,
-        "unit": _unit(threshold.kind.value),
-        "passed": check.passed,
-        "samples": check.samples,
-        "latency_kind": check.latency_kind,
-        "abort_on_fail": threshold.abort_on_fail,
-        "message": check.message,
-    }
-
-
-def _comparison_json(comparison: Comparison) -> dict[str, Any]:
-    return {
-        "metric": comparison.metric,
-        "scope": dict(comparison.scope),
-        "baseline": comparison.baseline,
-        "current": comparison.current,
-        "baseline_interval": comparison.baseline_interval,
-        "current_interval": comparison.current_interval,
-        "tolerated": comparison.tolerated,
-        "unit": _unit(comparison.kind.value),
-        "regressed": comparison.regressed,
-        "verdict": comparison.verdict,
-        "message": comparison.message,
-    }
-
-
-def _unit(kind: str) -> str:
-    return {"latency": "ms", "rate": "fraction", "throughput": "requests/s"}.get(kind, "count")
-
-
-def dumps(result: GateResult, meta: ReportMeta) -> str:
-    return json.dumps(to_json(result, meta), indent=2) + "\n"
+def dumps(verdict: RunVerdict, meta: ReportMeta | None = None) -> str:
+    return json.dumps(to_json(verdict, meta), indent=2) + "\n"
 
 
 # --- JUnit XML -------------------------------------------------------------------------------
 
 
-def to_junit(result: GateResult, meta: ReportMeta) -> str:
+def to_junit(verdict: RunVerdict, meta: ReportMeta) -> str:
+    """One testcase per check, per comparison, for validity and per projection (skipped)."""
     suite = ET.Element("testsuite", {
         "name": f"pitchey-gate.{meta.scenario}",
-        "tests": str(len(result.checks) + len(result.comparisons) + 1 + bool(result.aborted)),
-        "failures": str(len(result.breaches) + len(result.regressions) + bool(result.aborted)),
-        "errors": "0" if result.valid else "1",
-        "skipped": str(sum(1 for c in result.comparisons if c.verdict == "no data")),
-        "time": f"{result.window.duration_s:.3f}",
+        "tests": str(1 + len(verdict.checks) + len(verdict.comparisons)
+                     + len(verdict.projections)),
+        "failures": str(len(verdict.failed) + len(verdict.regressions)),
+        "errors": "0" if verdict.validity.valid else "1",
+        "skipped": str(len(verdict.projections)
+                       + sum(1 for c in verdict.comparisons if c.verdict == "no data")),
+        "time": f"{verdict.window.duration_s:.3f}",
     })
     properties = ET.SubElement(suite, "properties")
     for name, value in (("run_id", meta.run_id), ("target", meta.target),
-                        ("exit_code", str(result.exit_code)),
-                        ("verdict", VERDICTS[result.exit_code]),
-                        ("baseline", meta.baseline or "")):
+                        ("status", verdict.status), ("headline", verdict.headline),
+                        ("exit_code", str(int(verdict.exit_code))), ("line", verdict.line),
+                        ("baseline", verdict.baseline or "")):
         ET.SubElement(properties, "property", {"name": name, "value": value})
-    _validity_case(suite, result)
-    for check in result.checks:
-        _threshold_case(suite, check)
-    for comparison in result.comparisons:
+    _validity_case(suite, verdict)
+    for check in verdict.checks:
+        _check_case(suite, check)
+    for comparison in verdict.comparisons:
         _comparison_case(suite, comparison)
+    for projection in verdict.projections:
+        _projection_case(suite, projection)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
 
 
-def _validity_case(suite: ET.Element, result: GateResult) -> None:
+def _validity_case(suite: ET.Element, verdict: RunVerdict) -> None:
     case = ET.SubElement(suite, "testcase", {"classname": "gate.run", "name": "run is valid"})
-    if not result.valid:
-        error = ET.SubElement(case, "error", {"type": "RunInvalid",
-                                              "message": "; ".join(result.reasons)})
-        error.text = "\n".join(result.reasons)
-    if result.aborted:
-        case = ET.SubElement(suite, "testcase", {"classname": "gate.run",
-                                                  "name": "run was not aborted"})
-        ET.SubElement(case, "failure", {"type": "AbortedOnFail",
-                                        "message": "; ".join(result.aborted)})
+    if not verdict.validity.valid:
+        reasons = verdict.validity.reasons
+        error = ET.SubElement(case, "error", {"type": "RunInvalid", "message": "; ".join(reasons)})
+        error.text = "\n".join(reasons)
 
 
-def _threshold_case(suite: ET.Element, check: CheckResult) -> None:
-    case = ET.SubElement(suite, "testcase", {"classname": "gate.thresholds",
-                                              "name": check.threshold.name})
-    if not check.passed:
-        failure = ET.SubElement(case, "failure", {"type": "ThresholdBreached",
+def _check_case(suite: ET.Element, check: Check) -> None:
+    case = ET.SubElement(suite, "testcase", {"classname": "gate.checks", "name": check.key})
+    if not check.ok:
+        failure = ET.SubElement(case, "failure", {"type": "CheckFailed",
                                                   "message": check.message})
-        failure.text = (f"{check.threshold.where}: {check.threshold.text}\n"
-                        f"measured {check.measured_text} over {check.samples} requests, "
-                        f"limit {check.limit_text}")
+        failure.text = (f"{check.source}\nmeasured {check.measured_text} over {check.samples} "
+                        f"requests, limit {check.limit_text}")
     out = ET.SubElement(case, "system-out")
     out.text = check.message
 
 
-def _comparison_case(suite: ET.Element, comparison: Comparison) -> None:
-    name = f"{comparison.metric} vs baseline [{comparison.scope_label}]"
-    case = ET.SubElement(suite, "testcase", {"classname": "gate.baseline", "name": name})
-    if comparison.regressed:
+def _comparison_case(suite: ET.Element, comparison: ComparisonOutcome) -> None:
+    case = ET.SubElement(suite, "testcase", {"classname": "gate.baseline",
+                                              "name": comparison.key})
+    if not comparison.ok:
         ET.SubElement(case, "failure", {"type": "Regression", "message": comparison.message})
     elif comparison.verdict == "no data":
         ET.SubElement(case, "skipped", {"message": "no data in the run or the baseline"})
@@ -181,70 +107,91 @@ def _comparison_case(suite: ET.Element, comparison: Comparison) -> None:
     out.text = comparison.message + _intervals(comparison)
 
 
-def _intervals(comparison: Comparison) -> str:
-    if comparison.current_interval is None or comparison.baseline_interval is None:
-        return ""
+def _intervals(comparison: ComparisonOutcome) -> str:
     cur, base = comparison.current_interval, comparison.baseline_interval
-    return (f"\ncurrent interval {comparison.text(cur[0])}..{comparison.text(cur[1])}, "
-            f"baseline interval {comparison.text(base[0])}..{comparison.text(base[1])}")
+    if cur is None or base is None:
+        return ""
+    return (f"\ncurrent interval {cur[0]:.6g}..{cur[1]:.6g}, "
+            f"baseline interval {base[0]:.6g}..{base[1]:.6g}")
 
 
-# --- Markdown (pull-request comment) ---------------------------------------------------------
+def _projection_case(suite: ET.Element, projection: Projection) -> None:
+    """A projection is information: skipped, never failed, whatever it says."""
+    case = ET.SubElement(suite, "testcase", {"classname": "gate.projections",
+                                              "name": projection.name})
+    ET.SubElement(case, "skipped", {"message": f"projection: {projection.text}"})
+    out = ET.SubElement(case, "system-out")
+    out.text = "\n".join(("assumptions:", *projection.assumptions))
 
-_ICONS = {EXIT_PASS: "✅", EXIT_BREACH: "❌", EXIT_REGRESSION: "📉", EXIT_INVALID: "⚠️"}
+
+# --- Markdown (pull-request comment) -----------------------------------------------------------
+
+_ICONS = {"pass": "✅", "breach": "❌", "regression": "📉", "invalid": "⚠️"}
 
 
-def to_markdown(result: GateResult, meta: ReportMeta) -> str:
-    code = result.exit_code
+def to_markdown(verdict: RunVerdict, meta: ReportMeta) -> str:
+    window = verdict.window
     lines = [
-        f"### {_ICONS[code]} Performance gate: {VERDICTS[code]} (exit {code})",
+        f"### {_ICONS[verdict.status]} Performance gate: {verdict.headline} "
+        f"(exit {int(verdict.exit_code)})",
+        "",
+        _md(verdict.line),
         "",
         f"Scenario `{meta.scenario}`, run `{meta.run_id}`"
         + (f" against `{meta.target}`" if meta.target else "")
-        + f"; {result.window.duration_s:.0f} s measured after a {meta.warmup_s:g} s warm-up, "
-        f"peak {result.window.users_max} users.",
+        + f"; {window.duration_s:.0f} s judged after a {window.warmup_s:g} s warm-up.",
         "",
     ]
-    if not result.valid:
+    if not verdict.validity.valid:
         lines += ["**The run is invalid; its figures cannot be trusted:**", ""]
-        lines += [f"- {_md(reason)}" for reason in result.reasons] + [""]
-    if result.aborted:
-        lines += ["**The run was stopped early by a threshold:**", ""]
-        lines += [f"- {_md(reason)}" for reason in result.aborted] + [""]
-    lines += _markdown_thresholds(result.checks)
-    if result.comparisons:
-        lines += _markdown_comparisons(result.comparisons, meta)
+        lines += [f"- {_md(reason)}" for reason in verdict.validity.reasons] + [""]
+    lines += _markdown_checks(verdict.checks)
+    if verdict.comparisons:
+        lines += _markdown_comparisons(verdict.comparisons, verdict.baseline)
+    if verdict.projections:
+        lines += _markdown_projections(verdict.projections)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _markdown_thresholds(checks: Sequence[CheckResult]) -> list[str]:
+def _markdown_checks(checks: Sequence[Check]) -> list[str]:
     if not checks:
-        return ["No thresholds are configured.", ""]
-    lines = ["| | Threshold | Scope | Measured | Limit | Requests |",
-             "|---|---|---|---|---|---:|"]
+        return ["No measured checks.", ""]
+    lines = ["| | Check | Scope | Measured | Limit | Source | Requests |",
+             "|---|---|---|---|---|---|---:|"]
     for check in checks:
-        icon = "✅" if check.passed else "❌"
-        lines.append(f"| {icon} | `{_md(check.threshold.metric)}` | {_md(_scope(check))} | "
-                     f"{check.measured_text} | {_md(check.limit_text)} | {check.samples} |")
+        icon = "✅" if check.ok else "❌"
+        lines.append(f"| {icon} | `{_md(check.name)}` | {_md(_scope(check))} | "
+                     f"{_md(check.measured_text)} | {_md(check.limit_text)} | "
+                     f"{_md(check.source)} | {check.samples} |")
     return [*lines, ""]
 
 
-def _markdown_comparisons(comparisons: Sequence[Comparison], meta: ReportMeta) -> list[str]:
-    lines = [f"Against baseline `{meta.baseline}`:", "",
+def _markdown_comparisons(comparisons: Sequence[ComparisonOutcome],
+                          baseline: str | None) -> list[str]:
+    lines = [f"Against baseline `{baseline}`:", "",
              "| | Metric | Scope | Current | Baseline | Tolerated | Verdict |",
              "|---|---|---|---|---|---|---|"]
     for comparison in comparisons:
-        icon = "📉" if comparison.regressed else "✅"
+        icon = "📉" if not comparison.ok else "✅"
         lines.append(
             f"| {icon} | `{comparison.metric}` | {_md(comparison.scope_label)} | "
-            f"{comparison.text(comparison.current)} | {comparison.text(comparison.baseline)} | "
-            f"{comparison.text(comparison.tolerated)} | {comparison.verdict} |")
+            f"{comparison.current_text} | {comparison.baseline_text} | "
+            f"{comparison.tolerated_text} | {comparison.verdict} |")
     return [*lines, ""]
 
 
-def _scope(check: CheckResult) -> str:
-    label = check.threshold.scope_label
-    if check.latency_kind == "corrected":
+def _markdown_projections(projections: Sequence[Projection]) -> list[str]:
+    lines = ["Projections (model, not measured; they never fail the gate):", "",
+             "| Projection | Answer | Assumptions |", "|---|---|---|"]
+    for projection in projections:
+        lines.append(f"| {_md(projection.name)} | {_md(projection.text)} | "
+                     f"{_md('; '.join(projection.assumptions))} |")
+    return [*lines, ""]
+
+
+def _scope(check: Check) -> str:
+    label = check.scope_label
+    if check.latency_kind == "corrected" and "kind=" not in label:
         label += " (corrected)" if label != "global" else " (corrected time)"
     return label
 
@@ -253,33 +200,42 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-# --- console -------------------------------------------------------------------------------
+# --- console ---------------------------------------------------------------------------------
 
 
-def console_table(result: GateResult, meta: ReportMeta) -> str:
-    rows: list[Sequence[str]] = [("", "threshold", "scope", "measured", "limit", "requests")]
-    for check in result.checks:
-        rows.append(("PASS" if check.passed else "FAIL", check.threshold.metric, _scope(check),
-                     check.measured_text, check.limit_text, str(check.samples)))
-    lines = _columns(rows)
-    if result.comparisons:
-        lines.append("")
-        lines.append(f"baseline {meta.baseline}:")
+def console_table(verdict: RunVerdict) -> str:
+    """What ``pitchey run`` and ``pitchey gate`` print: checks, comparisons, projections,
+    invalidity reasons, then the verdict line (the same text summary.json records)."""
+    window = verdict.window
+    head = (f"judged: run {verdict.run_id or '?'} ({verdict.scenario or 'unnamed'}), "
+            f"{window.duration_s:.0f} s after a {window.warmup_s:g} s warm-up")
+    rows: list[Sequence[str]] = [("", "check", "scope", "measured", "limit", "requests",
+                                  "source")]
+    for check in verdict.checks:
+        rows.append(("PASS" if check.ok else "FAIL", check.name, _scope(check),
+                     check.measured_text, check.limit_text, str(check.samples),
+                     check.source))
+    lines = [head, *_columns(rows)]
+    for check in verdict.checks:
+        if check.note and not check.ok:
+            lines.append(f"  {check.key}: {check.note}")
+    if verdict.comparisons:
+        lines += ["", f"baseline {verdict.baseline}:"]
         comparison_rows: list[Sequence[str]] = [
             ("", "metric", "scope", "current", "baseline", "tolerated", "verdict")]
-        for comparison in result.comparisons:
+        for comparison in verdict.comparisons:
             comparison_rows.append((
-                "REGR" if comparison.regressed else "ok", comparison.metric,
-                comparison.scope_label, comparison.text(comparison.current),
-                comparison.text(comparison.baseline), comparison.text(comparison.tolerated),
+                "ok" if comparison.ok else "REGR", comparison.metric, comparison.scope_label,
+                comparison.current_text, comparison.baseline_text, comparison.tolerated_text,
                 comparison.verdict))
         lines += _columns(comparison_rows)
-    for reason in result.reasons:
+    if verdict.projections:
+        lines += ["", PROJECTIONS_LABEL + ":"]
+        lines += _columns([("", projection.name, projection.text)
+                           for projection in verdict.projections])
+    for reason in verdict.validity.reasons:
         lines.append(f"INVALID: {reason}")
-    for reason in result.aborted:
-        lines.append(f"ABORTED: {reason}")
-    code = result.exit_code
-    lines.append(f"gate: {VERDICTS[code]} (exit {code}) - run {meta.run_id}")
+    lines.append(verdict.line)
     return "\n".join(lines) + "\n"
 
 
@@ -287,4 +243,3 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             for row in rows]
-

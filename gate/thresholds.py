@@ -32,6 +32,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from collectors.units import (
+    UnitError,
+    parse_count,
+    parse_duration_s,
+    parse_fraction,
+    parse_latency_ms,
+    parse_rate_per_s,
+)
+
 __all__ = [
     "SCOPE_KEYS",
     "check_tags_declared",
@@ -53,9 +62,6 @@ SCOPE_KEYS = ("region", "endpoint", "user_class", "tag", "kind")
 LATENCY_KINDS = ("service", "corrected")
 OPERATORS = ("<=", ">=", "==", "!=", "<", ">")  # two-character operators first
 _AVERAGES = ("avg", "mean", "average", "med", "median")
-_COUNT_MULTIPLIERS = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}
-_TIME_UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
-_DURATION_UNITS_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ThresholdError(ValueError):
@@ -130,7 +136,9 @@ class GateSpec:
 
     ``margin`` is the relative p95 worsening tolerated against a baseline (0.10 = 10 %);
     ``error_margin`` the absolute error-rate worsening tolerated (0.001 = 0.1 point);
-    ``confidence`` the two-sided level of the intervals a regression must clear.
+    ``confidence`` the two-sided level of the intervals a regression must clear;
+    ``product_targets`` whether the gate adds the product's measured targets
+    (``collectors.targets.PRODUCT_TARGETS``) to the scenario's thresholds.
     """
 
     thresholds: tuple[Threshold, ...] = ()
@@ -139,6 +147,7 @@ class GateSpec:
     error_margin: float = 0.001
     confidence: float = 0.95
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    product_targets: bool = True
 
 
 def _compare(value: float, op: str, limit: float) -> bool:
@@ -207,8 +216,7 @@ def parse_threshold(text: str, *, where: str = "threshold") -> Threshold:
         bad = text[op_match.end():].strip() or "(end of text)"
         raise ThresholdError(label, f"expected a number after '{op}', got '{bad}'", token=bad)
     unit = _unit(text[number_match.end():], label)
-    number = _to_float(number_match.group(1), label)
-    limit = _apply_unit(kind, metric, number, unit, number_match.group(1), label)
+    limit = _apply_unit(kind, metric, unit, number_match.group(1), label)
     return _validated(Threshold(
         text=text.strip(), where=where, metric=metric, kind=kind, op=op, limit=limit,
         scope=_normalise_scope(scope, label), percentile=percentile,
@@ -320,57 +328,25 @@ def _scope_value(text: str, pos: int, key: str, label: str) -> tuple[str, int]:
     return bare.group(1), bare.end()
 
 
-def _to_float(raw: str, label: str) -> float:
+def _apply_unit(kind: MetricKind, metric: str, unit: str, raw: str, label: str) -> float:
+    """The limit ``raw`` ``unit`` in canonical units, read by the suite's one vocabulary
+    (collectors.units): a latency needs a time unit, error_rate is % or a fraction in 0-1,
+    rps and counts are plain numbers with an optional k or M (rps also /s)."""
+    text = f"{raw}{unit}"
     try:
-        value = float(raw.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise ThresholdError(label, f"'{raw}' is not a number", token=raw) from None
-    if not math.isfinite(value):
-        raise ThresholdError(label, f"'{raw}' is not a finite number", token=raw)
-    return value
+        if kind is MetricKind.LATENCY:
+            return parse_latency_ms(text, what=metric, bare=False)
+        if kind is MetricKind.RATE:
+            return parse_fraction(text, what=metric, at_most_one=True)
+        if kind is MetricKind.THROUGHPUT:
+            return parse_rate_per_s(text, what=metric)
+        return parse_count(text, what=metric)
+    except UnitError as exc:
+        raise _unit_error(label, exc) from None
 
 
-def _apply_unit(kind: MetricKind, metric: str, number: float, unit: str, raw: str,
-                label: str) -> float:
-    if kind is MetricKind.LATENCY:
-        if unit == "":
-            raise ThresholdError(label, f"'{raw}' needs a time unit: write {raw}ms or {raw}s",
-                                 token=raw)
-        if unit not in _TIME_UNITS_MS:
-            raise ThresholdError(label, f"unit '{unit}' is not a time unit for {metric} "
-                                 "(use us, ms or s)", token=unit)
-        return _non_negative(number * _TIME_UNITS_MS[unit], raw, label)
-    if kind is MetricKind.RATE:
-        return _rate(number, unit, raw, label)
-    if kind is MetricKind.THROUGHPUT:
-        unit = unit.removesuffix("/s")
-    if unit not in _COUNT_MULTIPLIERS:
-        raise ThresholdError(label, f"unit '{unit}' does not apply to {metric} "
-                             "(use a plain number, k or M)", token=unit)
-    return _non_negative(number * _COUNT_MULTIPLIERS[unit], raw, label)
-
-
-def _rate(number: float, unit: str, raw: str, label: str) -> float:
-    if unit == "%":
-        value = number / 100
-    elif unit == "":
-        if number > 1:
-            raise ThresholdError(label, f"error_rate limit {raw} is above 1: a bare number is "
-                                 f"a fraction, write {raw}% for a percentage", token=raw)
-        value = number
-    else:
-        raise ThresholdError(label, f"unit '{unit}' does not apply to error_rate "
-                             "(use % or a fraction)", token=unit)
-    if not 0 <= value <= 1:
-        raise ThresholdError(label, f"error_rate limit {raw}{unit} is outside 0-100%",
-                             token=raw + unit)
-    return value
-
-
-def _non_negative(value: float, raw: str, label: str) -> float:
-    if value < 0:
-        raise ThresholdError(label, f"limit '{raw}' is negative", token=raw)
-    return value
+def _unit_error(where: str, exc: UnitError) -> ThresholdError:
+    return ThresholdError(where, str(exc), token=exc.token)
 
 
 def _normalise_scope(scope: Mapping[str, object], label: str) -> tuple[tuple[str, str], ...]:
@@ -457,52 +433,31 @@ def _mapping_scope(raw: object, base: Threshold, where: str) -> tuple[tuple[str,
 
 
 def parse_duration(raw: object, *, where: str) -> float:
-    """``10s``, ``1m``, ``500ms`` or a bare number of seconds -> seconds (>= 0)."""
-    if isinstance(raw, bool):
-        raise ThresholdError(where, f"expected a duration such as 10s, got {raw!r}",
-                             token=str(raw))
-    if isinstance(raw, int | float):
-        seconds = float(raw)
-    elif isinstance(raw, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*", raw)
-        if match is None:
-            raise ThresholdError(where, f"'{raw}' is not a duration (e.g. 10s, 1m, 500ms)",
-                                 token=raw)
-        seconds = float(match.group(1)) * _DURATION_UNITS_S[match.group(2) or "s"]
-    else:
-        raise ThresholdError(where, f"expected a duration such as 10s, got {raw!r}",
-                             token=str(raw))
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ThresholdError(where, f"duration {raw!r} must be zero or more", token=str(raw))
-    return seconds
+    """``10s``, ``1h30m``, ``500ms`` or a bare number of seconds -> seconds (>= 0): the same
+    durations a scenario accepts (collectors.units)."""
+    try:
+        return parse_duration_s(raw)
+    except UnitError as exc:
+        raise _unit_error(where, exc) from None
 
 
 def _parse_fraction(raw: object, *, where: str) -> float:
-    """``10%`` or a bare fraction ``0.1`` -> 0.1."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ThresholdError(where, f"expected a percentage such as 10%, got {raw!r}",
-                             token=str(raw))
-    text = str(raw).strip()
-    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%?)", text)
-    if match is None:
-        raise ThresholdError(where, f"'{text}' is not a percentage (e.g. 10% or 0.1)",
-                             token=text)
-    value = float(match.group(1)) / (100 if match.group(2) else 1)
-    if not match.group(2) and value > 1:
-        raise ThresholdError(where, f"'{text}' is above 1: write {text}% for a percentage",
-                             token=text)
-    return value
+    """``10%`` or a bare fraction ``0.1`` -> 0.1 (collectors.units)."""
+    try:
+        return parse_fraction(raw)
+    except UnitError as exc:
+        raise _unit_error(where, exc) from None
 
 
-_GATE_KEYS = ("warmup", "margin", "error_margin", "confidence", "tags")
+_GATE_KEYS = ("warmup", "margin", "error_margin", "confidence", "tags", "product_targets")
 
 
 def parse_gate_spec(scenario: Mapping[str, object], *, source: str = "scenario") -> GateSpec:
     """Read a scenario mapping's ``thresholds`` list and optional ``gate:`` block.
 
     ``gate: {warmup: 10s, margin: 10%, error_margin: 0.1%, confidence: 95%,
-    tags: {writes: ["POST *", "PUT *"]}}``. A top-level ``warmup`` is read too when the
-    ``gate`` block has none (the load-test scenario may declare it there).
+    tags: {writes: ["POST *", "PUT *"]}, product_targets: true}``. A top-level ``warmup`` is
+    read too when the ``gate`` block has none (the load-test scenario may declare it there).
     """
     thresholds = parse_thresholds(scenario.get("thresholds"), where=f"{source}: thresholds")
     gate = scenario.get("gate")
@@ -523,9 +478,17 @@ def parse_gate_spec(scenario: Mapping[str, object], *, source: str = "scenario")
                                      where=f"{source}: gate.error_margin"),
         confidence=_confidence(gate.get("confidence", "95%"), f"{source}: gate.confidence"),
         tags=_parse_tags(gate.get("tags"), f"{source}: gate.tags"),
+        product_targets=_flag(gate.get("product_targets", True),
+                              f"{source}: gate.product_targets"),
     )
     check_tags_declared(spec)
     return spec
+
+
+def _flag(raw: object, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ThresholdError(where, f"expected true or false, got {raw!r}", token=str(raw))
+    return raw
 
 
 def parse_margin(raw: object, *, where: str) -> float:

@@ -1,5 +1,8 @@
 """`pitchey run SCENARIO` (`pitchey gate` is registered by gate.cli).
 
+The run ends with the gate's verdict (recorded in the run's summary.json) and exits with its
+code; `--gate` adds the gate's options (baseline, output files, overrides).
+
 Standard library only at import time: Locust, pandas and the collectors load inside `_run`.
 """
 
@@ -9,17 +12,13 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from collectors.argtypes import positive_int
-from gate.cli import add_gate_arguments
+from gate.cli import add_gate_arguments, usage_errors_exit_config
+from pitchey_cli.argtypes import positive_int
+from pitchey_cli.exitcodes import ExitCode
 
-__all__ = ["register"]
-
-EXIT_FAILED = 1
-EXIT_INVALID = 3
-EXIT_CONFIG = 4
-EXIT_INTERRUPTED = 130
+__all__ = ["register", "resolve_scenario"]
 
 
 def register(subparsers: Any) -> None:
@@ -29,9 +28,10 @@ def register(subparsers: Any) -> None:
         description="Start the embedded platform (unless --host), a headless Locust master and "
         "one worker per region of the scenario, play the scenario's stages, and write "
         "runs/<UTC time>-<scenario>/. Ctrl-C ends the run cleanly.",
-        epilog="exit codes: 0 valid run, 1 could not run, 3 run invalid (load generator "
-        "saturated, target unreachable), 4 bad scenario or flag, 130 interrupted; with --gate, "
-        "the gate's code (see pitchey gate --help), and 3 when the run could not start",
+        epilog="exit codes: the verdict of the run, as pitchey gate gives it (0 pass, 1 a "
+        "measured check failed, 2 regression against --baseline, 3 run invalid); 4 bad "
+        "scenario or flag; 130 interrupted; a run that could not start exits 1 (3 under "
+        "--gate, where 1 would read as a failed check)",
     )
     parser.add_argument("scenario", metavar="SCENARIO",
                         help="a scenario file, or the name of one in scenarios/ (e.g. smoke)")
@@ -56,20 +56,12 @@ def register(subparsers: Any) -> None:
                         help="advanced: a locustfile of your own user classes (each with a "
                         "`portal`, subclassing loadtests.journeys.PortalUser)")
     parser.add_argument("--gate", action="store_true",
-                        help="after the run, gate it (exit code as pitchey gate)")
+                        help="use the gate options below (--baseline, --junit, --json, "
+                        "--markdown, --threshold, ...); the run is judged either way")
     add_gate_arguments(parser)
     # argparse exits 2 on a bad flag, which CI would read as the gate's "regression": use 4
-    setattr(parser, "error", _usage_error(parser))  # noqa: B010 - instance override on purpose
+    usage_errors_exit_config(parser, "pitchey run")
     parser.set_defaults(func=_run)
-
-
-def _usage_error(parser: argparse.ArgumentParser) -> Any:
-    def error(message: str) -> NoReturn:
-        parser.print_usage(sys.stderr)
-        print(f"pitchey run: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG)
-
-    return error
 
 
 def _positive_seconds(text: str) -> float:
@@ -82,8 +74,6 @@ def _positive_seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be above 0")
     return value
-
-
 
 
 def resolve_scenario(name: str) -> Path:
@@ -108,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         external_workers=args.external_workers, master_bind=args.master_bind,
         master_port=args.master_port,
         locustfile=Path(args.locustfile).resolve() if args.locustfile else LOCUSTFILE,
+        gate_args=args if args.gate else None,
     )
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -115,26 +106,18 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         for problem in exc.problems:
             print(f"pitchey run: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except RunFailed as exc:
         print(f"pitchey run: {exc}", file=sys.stderr)
         # Under --gate a CI system reads 1 as "threshold breached"; nothing was measured, so
         # it is the gate's "run invalid" (3) instead.
-        return EXIT_INVALID if args.gate else EXIT_FAILED
+        return ExitCode.INVALID if args.gate else ExitCode.BREACH
     except KeyboardInterrupt:
         print("pitchey run: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if args.gate:
-        return _gate(outcome.run_dir, args)
     return outcome.exit_code
-
-
-def _gate(run_dir: Path, args: argparse.Namespace) -> int:
-    from gate.cli import evaluate_cli
-
-    return int(evaluate_cli(run_dir, args))
 
 
 def _terminate(signum: int, frame: Any) -> None:

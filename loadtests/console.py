@@ -1,22 +1,26 @@
 """What `pitchey run` prints: a progress line a second and a one-screen summary at the end.
 
-Pure formatting: figures in, text out. Percentiles come from merged HDR histograms.
+Pure formatting: figures in, text out. The end-of-run summary is read from the run's
+summary.json after the gate recorded its verdict there, so its figures are those of the
+window the gate judged (after the warm-up), from merged HDR histograms; the gate's table and
+verdict line (`gate.report.console_table`) follow it. Nothing here judges: a region's live
+p95 is only marked with "!" while it is above the product's p95 target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from collectors.hdr import Histogram
 from collectors.units import format_duration
-from loadtests.ingest import WholeCell
 
 __all__ = ["progress_line", "summary_text"]
 
+_QUANTILES = ("p50", "p90", "p95", "p99", "p99.9")
 
-def progress_line(progress: Mapping[str, Any], targets_ms: Mapping[str, float]) -> str:
+
+def progress_line(progress: Mapping[str, Any], p95_target_ms: float) -> str:
     elapsed = float(progress.get("elapsed_s", 0.0))
     planned = float(progress.get("planned_s", 0.0))
     requests = int(progress.get("requests", 0))
@@ -24,7 +28,7 @@ def progress_line(progress: Mapping[str, Any], targets_ms: Mapping[str, float]) 
     rate = failures / requests if requests else 0.0
     p95 = progress.get("p95_by_region") or {}
     regions = " ".join(
-        f"{region} {value:.0f}ms{'!' if value > targets_ms.get(region, float('inf')) else ''}"
+        f"{region} {value:.0f}ms{'!' if value > p95_target_ms else ''}"
         for region, value in p95.items()
     ) or "-"
     left = max(0.0, planned - elapsed)
@@ -35,67 +39,75 @@ def progress_line(progress: Mapping[str, Any], targets_ms: Mapping[str, float]) 
     )
 
 
-def _merged(cells: Iterable[WholeCell]) -> tuple[int, int, Histogram]:
-    cells = list(cells)
-    return (sum(c.requests for c in cells), sum(c.failures for c in cells),
-            Histogram.merge(c.hist for c in cells))
-
-
-def _group(cells: Sequence[WholeCell], key: str) -> dict[str, list[WholeCell]]:
-    grouped: dict[str, list[WholeCell]] = {}
-    for cell in cells:
-        grouped.setdefault(str(getattr(cell, key)), []).append(cell)
-    return dict(sorted(grouped.items()))
-
-
 def summary_text(
-    *, scenario_name: str, run_dir: Path | None, whole: Sequence[WholeCell],
-    final: Mapping[str, Any] | None, duration_s: float, targets_ms: Mapping[str, float],
-    notes: Sequence[str] = (),
+    *, scenario_name: str, run_dir: Path | None, summary: Mapping[str, Any],
+    final: Mapping[str, Any] | None, notes: Sequence[str] = (),
 ) -> str:
-    service = [c for c in whole if c.kind == "service"]
-    corrected = [c for c in whole if c.kind == "corrected"]
-    requests, failures, hist = _merged(service)
+    """The run's figures as summary.json records them (over the gated window once the gate
+    recorded its verdict), then the load generator's self-check."""
+    latency = summary.get("latency_ms") or {}
     lines = [
-        f"== {scenario_name}: {requests} requests in {format_duration(duration_s)} "
-        f"({requests / duration_s if duration_s else 0:.1f} req/s), "
-        f"{failures} failures ({failures / requests if requests else 0:.2%})",
-        "latency (ms, service time, HDR):  " + _percentiles(hist),
+        f"== {scenario_name}: {int(summary.get('requests', 0))} requests in "
+        f"{format_duration(float(summary.get('duration_s') or 0.0))} {_window(summary)} "
+        f"({float(summary.get('rps', 0.0)):.1f} req/s), {int(summary.get('failures', 0))} "
+        f"failures ({float(summary.get('error_rate', 0.0)):.2%})",
+        "latency (ms, service time, HDR):  " + _percentiles(latency),
     ]
+    corrected = (summary.get("open_model") or {}).get("corrected_latency_ms")
     if corrected:
-        lines.append("latency (ms, from intended start): " + _percentiles(
-            _merged(corrected)[2]))
+        lines.append("latency (ms, from intended start): " + _percentiles(corrected))
     lines.append("by region:")
-    for region, cells in _group(service, "region").items():
-        n, f, h = _merged(cells)
-        target = targets_ms.get(region)
-        verdict = "" if target is None else (
-            f"  target {target:g} -> {'ok' if h.quantile(0.95) <= target else 'MISSED'}")
-        lines.append(f"  {region:<10} {n:>8} req  p50 {h.quantile(0.5):7.1f}  "
-                     f"p95 {h.quantile(0.95):7.1f}  p99 {h.quantile(0.99):7.1f}  "
-                     f"fail {f / n if n else 0:6.2%}{verdict}")
+    for region, entry in _entries(summary, "by_region"):
+        figures = entry.get("latency_ms") or {}
+        lines.append(f"  {region:<10} {int(entry.get('requests', 0)):>8} req  "
+                     f"p50 {_ms(figures, 'p50')}  p95 {_ms(figures, 'p95')}  "
+                     f"p99 {_ms(figures, 'p99')}  fail {_fail(entry)}")
     lines.append("by user class:")
-    for user_class, cells in _group(service, "user_class").items():
-        n, f, h = _merged(cells)
-        lines.append(f"  {user_class:<10} {n:>8} req  p95 {h.quantile(0.95):7.1f}  "
-                     f"fail {f / n if n else 0:6.2%}")
+    for user_class, entry in _entries(summary, "by_user_class"):
+        lines.append(f"  {user_class:<10} {int(entry.get('requests', 0)):>8} req  "
+                     f"p95 {_ms(entry.get('latency_ms') or {}, 'p95')}  fail {_fail(entry)}")
     lines.append("slowest endpoints (p95):")
-    endpoints = [(e, *_merged(c)) for e, c in _group(service, "endpoint").items()]
-    for endpoint, n, f, h in sorted(endpoints, key=lambda x: -x[3].quantile(0.95))[:6]:
-        lines.append(f"  {endpoint:<44} {n:>7} req  p95 {h.quantile(0.95):7.1f}  "
-                     f"fail {f / n if n else 0:6.2%}")
+    endpoints = _entries(summary, "by_endpoint")
+    for endpoint, entry in sorted(endpoints, key=lambda x: -_p95(x[1]))[:6]:
+        lines.append(f"  {endpoint:<44} {int(entry.get('requests', 0)):>7} req  "
+                     f"p95 {_ms(entry.get('latency_ms') or {}, 'p95')}  fail {_fail(entry)}")
     lines.extend(_self_check(final, notes))
     if run_dir is not None:
         lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
 
 
-def _percentiles(hist: Histogram) -> str:
-    return "  ".join(
-        f"{label} {hist.quantile(q):.1f}"
-        for label, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99),
-                         ("p99.9", 0.999))
-    ) + f"  max {hist.max_ms:.1f}"
+def _window(summary: Mapping[str, Any]) -> str:
+    window = summary.get("window") or {}
+    warmup = window.get("warmup_s") if isinstance(window, Mapping) else None
+    if isinstance(warmup, int | float) and "verdict" in summary:
+        return f"judged after a {format_duration(float(warmup))} warm-up"
+    return "(whole run)"
+
+
+def _entries(summary: Mapping[str, Any], key: str) -> list[tuple[str, Mapping[str, Any]]]:
+    entries = summary.get(key) or {}
+    return [(str(name), entry) for name, entry in sorted(entries.items())
+            if isinstance(entry, Mapping) and int(entry.get("requests", 0))]
+
+
+def _p95(entry: Mapping[str, Any]) -> float:
+    value = (entry.get("latency_ms") or {}).get("p95")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _ms(figures: Mapping[str, Any], key: str) -> str:
+    value = figures.get(key)
+    return f"{float(value):7.1f}" if isinstance(value, int | float) else f"{'-':>7}"
+
+
+def _fail(entry: Mapping[str, Any]) -> str:
+    return f"{float(entry.get('error_rate', 0.0)):6.2%}"
+
+
+def _percentiles(figures: Mapping[str, Any]) -> str:
+    return "  ".join(f"{label} {_ms(figures, label).strip()}" for label in _QUANTILES) \
+        + f"  max {_ms(figures, 'max').strip()}"
 
 
 def _self_check(final: Mapping[str, Any] | None, notes: Sequence[str]) -> list[str]:

@@ -5,11 +5,14 @@ run directory, start the embedded platform unless a host was given (seed, serve,
 /health), start a headless Locust master and the workers (each with its region), start the
 collectors' scraper, then follow the master's stream into the run directory while printing
 progress. At the end (or on Ctrl-C, abort-on-fail, a dead master) every child is stopped,
-the directory is finished with the run's validity, and a summary is printed.
+the directory is finished with the run's validity, the gate judges it and records its verdict
+in summary.json, and the summary (over the judged window), the gate's table and the verdict
+line are printed. The exit code is the verdict's (130 when interrupted).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,12 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from collectors.series import SeriesStore
+from collectors.targets import PRODUCT_TARGETS
+from gate.cli import judge
+from gate.report import console_table
 from loadtests.console import progress_line, summary_text
 from loadtests.ingest import StreamIngest
 from loadtests.processes import Child, free_port, wait_http
 from loadtests.runtime import REGION_ENV
 from loadtests.scenario import Scenario, load_scenario, with_overrides
 from loadtests.stream import StreamReader, request_stop
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["RunFailed", "RunOptions", "RunOutcome", "run", "LOCUSTFILE"]
 
@@ -59,6 +67,9 @@ class RunOptions:
     python: str = sys.executable
     locustfile: Path = LOCUSTFILE
     progress_every_s: float | None = None  # None: every second on a terminal, else every 5 s
+    # `pitchey run --gate`'s options (baseline, outputs, overrides) for the gate; None: the
+    # scenario's own gate spec, no outputs
+    gate_args: Any = None
 
 
 @dataclass
@@ -223,25 +234,24 @@ def _start_scraper(state: _Run) -> None:
     _say(state, f"scraping {', '.join(targets)} every {state.options.scrape_interval_s:g} s")
 
 
-def _start_alerting(state: _Run) -> Any:
+def _start_alerting(state: _Run) -> SeriesStore:
     """The embedded alert evaluator over the scraped series, every second: transitions go to
     events.jsonl, notifications to PITCHEY_ALERTS_WEBHOOK_URLS (if set) through an outbox in
-    the run directory. Returns the sink the scraper feeds (None: the scraper's default)."""
-    from alerts.live import LiveAlerting, LiveSettings, run_events
-    from alerts.series import FanOut, SeriesIndex
+    the run directory. Returns the store the scraper feeds and the evaluator reads."""
+    from alerts.live import LiveAlerting, LiveSettings, run_events, store_retention_s
     from alerts.specload import load_spec
-    from collectors.series import SeriesStore
 
-    index = SeriesIndex(job="pitchey")
+    spec = load_spec()
+    store = SeriesStore(job=spec.job, retention_s=store_retention_s(spec))
     settings = LiveSettings.from_environ(
         os.environ, outbox_path=str(Path(state.writer.path) / "alerts-outbox.sqlite3"))
-    state.alerting = LiveAlerting(load_spec(), index, settings,
+    state.alerting = LiveAlerting(spec, store, settings,
                                   on_transition=run_events(state.writer)).start()
     _say(state, "alert rules evaluated live every "
                 f"{settings.interval_s:g} s (alerts/rules.yaml)"
                 + (f"; webhooks to {', '.join(settings.webhook_urls)}"
                    if settings.webhook_urls else ""))
-    return FanOut(SeriesStore(), index)
+    return store
 
 
 def _regional_workers(edge_url: str) -> dict[str, str]:
@@ -409,7 +419,7 @@ class _Printer:
         if not ingest.progress or now - self.last < self.every:
             return
         self.last = now
-        line = progress_line(ingest.progress, self.state.scenario.region_targets_ms)
+        line = progress_line(ingest.progress, PRODUCT_TARGETS.p95_ms)
         if self.tty:
             self.state.out.write("\r\x1b[2K" + line)
         else:
@@ -480,17 +490,27 @@ def _finish(state: _Run, ingest: StreamIngest) -> RunOutcome:
     if ingest.abort_reason:
         extra["aborted"] = ingest.abort_reason
     run_dir = state.writer.finish(validity, summary_extra=extra)
-    duration = float(ingest.seconds) or _planned_s(state.scenario)
-    text = summary_text(
-        scenario_name=state.scenario.name, run_dir=run_dir, whole=ingest.whole, final=final,
-        duration_s=duration, targets_ms=state.scenario.region_targets_ms, notes=state.notes,
-    )
+    # the gate judges the finished directory and records its verdict in summary.json; the
+    # summary printed below is read back from there, over the window the gate judged
+    judged = judge(run_dir, state.options.gate_args or argparse.Namespace())
+    text = summary_text(scenario_name=state.scenario.name, run_dir=run_dir,
+                        summary=_read_summary(run_dir), final=final, notes=state.notes)
+    if judged.verdict is not None:
+        text += "\n" + console_table(judged.verdict).rstrip("\n")
     state.out.write(text + "\n")
     state.out.flush()
     interrupted = (ingest.ended or "").startswith("interrupted")
-    code = 130 if interrupted else (0 if valid else 3)
+    code = ExitCode.INTERRUPTED if interrupted else judged.code
     return RunOutcome(run_dir, valid, list(validity.reasons), ingest.ended or "cut short",
-                      code, text)
+                      int(code), text)
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _say(state: _Run, message: str) -> None:

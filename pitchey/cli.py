@@ -1,4 +1,10 @@
-"""`pitchey serve`, `pitchey seed` and `pitchey failover`: argument parsing only at import time."""
+"""`pitchey serve`, `pitchey seed` and `pitchey failover`: argument parsing only at import time.
+
+Exit codes (`ExitCode`, README "Exit codes"): 0 a clean stop (Ctrl-C or SIGTERM ends a server
+normally), 1 the service could not do its job (cannot listen, storage unavailable; a failover
+whose checks failed), 4 bad input (a flag, an environment variable, a regions file, a missing
+HAProxy; no geo edge at --url or an unknown region for `failover`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import argparse
 import os
 import sys
 from typing import Any
+
+from pitchey_cli.argtypes import non_negative_int
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["register"]
 
@@ -33,9 +42,9 @@ def register(subparsers: Any) -> None:
         description="Create one demo account per portal (password Demo123) plus generated "
         "users and pitches; the same --seed gives the same data. Safe to run again.",
     )
-    seed.add_argument("--users", type=_non_negative, default=50,
+    seed.add_argument("--users", type=non_negative_int, default=50,
                       help="generated users (default 50)")
-    seed.add_argument("--pitches", type=_non_negative, default=200,
+    seed.add_argument("--pitches", type=non_negative_int, default=200,
                       help="generated pitches (default 200)")
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.set_defaults(func=_seed)
@@ -53,13 +62,6 @@ def register(subparsers: Any) -> None:
     failover.set_defaults(func=_failover)
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
-
-
 def _settings(args: argparse.Namespace) -> Any:
     from pitchey.settings import Settings, SettingsError
 
@@ -72,27 +74,27 @@ def _settings(args: argparse.Namespace) -> Any:
         return Settings.from_environ(os.environ, **overrides)
     except SettingsError as exc:
         print(f"pitchey: {exc}", file=sys.stderr)
-        raise SystemExit(4) from None
+        raise SystemExit(ExitCode.CONFIG) from None
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> ExitCode:
     settings = _settings(args)
     if args.topology == "geo":
         from pitchey.geo.supervisor import serve_geo
 
-        return int(serve_geo(settings, port=settings.port, regions_file=args.regions))
+        return serve_geo(settings, port=settings.port, regions_file=args.regions)
     from pitchey.server import serve_forever
 
     return serve_forever(settings, access_log=args.access_log)
 
 
-def _seed(args: argparse.Namespace) -> int:
+def _seed(args: argparse.Namespace) -> ExitCode:
     from pitchey.server import run_seed
 
     return run_seed(_settings(args), users=args.users, pitches=args.pitches, seed=args.seed)
 
 
-def _failover(args: argparse.Namespace) -> int:
+def _failover(args: argparse.Namespace) -> ExitCode:
     from pitchey.geo.failover import main
 
-    return int(main(args))
+    return main(args)

@@ -1,5 +1,6 @@
-"""Observability endpoints: /health, /health/db, /health/services, /api/health (seed 000's
-detailed format), /metrics, /status, /config."""
+"""Observability endpoints: /health, /health/db, /health/services, /api/health (the detailed
+format of "Pitchey Platform Deployment Architecture", § Monitoring and Observability › Health
+Check System), /metrics, /status, /config."""
 
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ async def health_services(request: web.Request) -> web.Response:
 
 
 async def api_health(request: web.Request) -> web.Response:
-    """Seed 000's detailed health document."""
+    """The detailed health document ("Pitchey Platform Deployment Architecture", § Health Check
+    System)."""
     app = request.app
     database = await probe_database(app)
     cache = await probe_cache(app)

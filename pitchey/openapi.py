@@ -137,7 +137,8 @@ OPERATIONS: dict[str, Operation] = {
     "health_services": Operation("Health of every dependency", _OBSERVABILITY,
                                  {200: ("Healthy", "Object"), 503: ("Unhealthy", "Object")},
                                  storage=False),
-    "api_health": Operation("Seed 000's detailed health (status, services, metrics)",
+    "api_health": Operation("The Deployment Architecture document's detailed health "
+                            "(status, services, metrics)",
                             _OBSERVABILITY, {200: ("Healthy or degraded", "Object"),
                                              503: ("Unhealthy", "Object")}, storage=False),
     "metrics": Operation("Prometheus metrics (text exposition format)", _OBSERVABILITY,
@@ -425,7 +426,8 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         "info": {
             "title": "Pitchey platform API",
             "version": "0.1.0",
-            "description": "The Pitchey platform (seed 002): per-portal sign-in, pitches, "
+            "description": "The Pitchey platform (as the Cloudflare Deployment Guide describes "
+                           "it): per-portal sign-in, pitches, "
                            "the NDA workflow, messages, notifications, analytics, dashboards, "
                            "and the service's health and metrics endpoints.",
         },

@@ -1,4 +1,5 @@
-"""Per-client fixed-window rate limiting (seed 000: 100 requests/min per IP).
+"""Per-client fixed-window rate limiting: 100 requests/min per IP ("Pitchey Platform Deployment
+Architecture", § Security Architecture › Defense in Depth Strategy; docs/targets.md).
 
 In-process by default; in Redis when configured, so several instances share one counter per
 client (INCR and EXPIRE in one round trip).

@@ -1,4 +1,5 @@
-"""Seed 000's security headers, applied to every response, and CORS for one frontend origin."""
+"""Security headers ("Pitchey Platform Deployment Architecture", § Security Architecture ›
+Security Headers Configuration), applied to every response, and CORS for one frontend origin."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Pitchey-Region, traceparent
 
 
 def cors_headers(origin: str) -> dict[str, str]:
-    """Headers for a request from the one allowed origin (seed 002's strict policy)."""
+    """Headers for a request from the one allowed origin (the strict policy of "Cloudflare
+    Deployment Guide for Pitchey Platform", § Security Considerations › 2. CORS Configuration)."""
     return {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Credentials": "true",

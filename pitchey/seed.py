@@ -1,4 +1,6 @@
-"""Demo data: the three demo accounts of seed 002 plus generated users and pitches.
+"""Demo data: three demo accounts (the creator's is the one "Cloudflare Deployment Guide for
+Pitchey Platform", § Testing Procedures › 2. Authentication Test, signs in with; the investor
+and production accounts follow its pattern) plus generated users and pitches.
 
 Deterministic: the same `seed` produces the same users, pitches, NDA requests and
 investments (names, texts, genres, timestamps); only password salts differ. Idempotent:

@@ -13,6 +13,7 @@ from aiohttp import web
 from pitchey.protocol import PitcheyRunner
 from pitchey.redact import redact_logs
 from pitchey.settings import Settings
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["serve_forever", "run_seed", "bound_port"]
 
@@ -77,7 +78,7 @@ async def _serve(settings: Settings, access_log: bool) -> None:
             await each.cleanup()
 
 
-def serve_forever(settings: Settings, *, access_log: bool = False) -> int:
+def serve_forever(settings: Settings, *, access_log: bool = False) -> ExitCode:
     logging.basicConfig(level=logging.INFO if access_log else logging.WARNING,
                         format="%(message)s")
     redact_logs(settings.secret_values())  # no credential reaches a log line
@@ -85,8 +86,8 @@ def serve_forever(settings: Settings, *, access_log: bool = False) -> int:
         asyncio.run(_serve(settings, access_log))
     except OSError as exc:
         print(f"pitchey: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.BREACH
+    return ExitCode.OK
 
 
 async def _seed(settings: Settings, users: int, pitches: int, seed: int) -> str:
@@ -102,12 +103,12 @@ async def _seed(settings: Settings, users: int, pitches: int, seed: int) -> str:
     return str(report)
 
 
-def run_seed(settings: Settings, *, users: int, pitches: int, seed: int) -> int:
+def run_seed(settings: Settings, *, users: int, pitches: int, seed: int) -> ExitCode:
     from pitchey.errors import StorageUnavailable
 
     try:
         print(f"pitchey: {asyncio.run(_seed(settings, users, pitches, seed))}")
     except StorageUnavailable as exc:
         print(f"pitchey: storage unavailable: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.BREACH
+    return ExitCode.OK

@@ -99,7 +99,8 @@ def _port(environ: Mapping[str, str], name: str) -> int | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment, with the seed documents' defaults."""
+    """Everything the service reads from its environment, with the defaults docs/targets.md
+    traces to the Pitchey architecture documents."""
 
     host: str = "127.0.0.1"
     port: int = 8001
@@ -110,14 +111,16 @@ class Settings:
     db_pool_size: int = 10
     # cache: in-process unless REDIS_URL is set
     redis_url: str | None = None
-    # seed 000: public pitches 10 min, dashboards 5 min, sessions 24 h
+    # public pitches 10 min, dashboards 5 min, sessions 24 h ("Pitchey Platform Deployment
+    # Architecture", § Performance Optimization Architecture › Caching Strategy)
     cache_ttl_pitches_s: int = 600
     cache_ttl_dashboard_s: int = 300
     session_ttl_s: int = 24 * 3600
     # absolute: refresh slides the expiry above, never past this long after the sign-in
     session_max_lifetime_s: int = 7 * 24 * 3600
     session_cache_ttl_s: int = 300
-    # seed 000: 100 requests/min per client IP; 0 disables
+    # 100 requests/min per client IP ("Pitchey Platform Deployment Architecture", § Security
+    # Architecture › Defense in Depth Strategy); 0 disables
     rate_limit_per_minute: int = 100
     # behind a proxy: the client IP is the right-most X-Forwarded-For entry (the proxy's own)
     trust_forwarded_for: bool = False

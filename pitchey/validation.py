@@ -1,8 +1,10 @@
-"""Request input checks, exactly as seed 002 states them, plus the ones that keep bad input
+"""Request input checks, exactly as "Cloudflare Deployment Guide for Pitchey Platform" states
+them (§ Security Considerations › 4. Input Validation), plus the ones that keep bad input
 from ever reaching the database as a 5xx.
 
-Seed 002 (zod): title 1-200, logline 10-500, synopsis 50-5000, genre one of Action, Comedy,
-Drama, Horror, Sci-Fi, Thriller; budget_range one of micro, low, medium, high, blockbuster.
+The guide's zod schema: title 1-200, logline 10-500, synopsis 50-5000, genre one of Action,
+Comedy, Drama, Horror, Sci-Fi, Thriller; budget_range one of micro, low, medium, high,
+blockbuster.
 Text is trimmed before its length is checked (a title of spaces is empty). Every text must
 also be storable: no NUL characters and no lone surrogates, which PostgreSQL refuses. Every
 number that reaches SQL fits a signed 64-bit integer. Unknown body fields are ignored, as

@@ -11,6 +11,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pitchey_cli.exitcodes import ExitCode
+from pitchey_cli.usage import CommandParser
+
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 # Subcommand groups in the order `pitchey --help` lists them.
@@ -25,10 +28,14 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from collectors.targets import PRODUCT_TARGETS as TARGETS  # standard library only
+
+    # Every subcommand's parser is a CommandParser too: a bad flag anywhere exits 4 (CONFIG).
+    parser = CommandParser(
         prog="pitchey",
         description="Pitchey platform service and performance suite: does the platform hold "
-        "100,000 concurrent users at p95 < 100 ms, and what does that cost?",
+        f"{TARGETS.users:,} concurrent users at p95 < {TARGETS.p95_ms:g} ms, and what does "
+        "that cost?",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
@@ -47,11 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return ExitCode.CONFIG
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args) or ExitCode.OK)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 - cost: monthly cost of a target load, driver by driver (prices.yaml, usage profile);
 - capacity: interactive response time law, Universal Scalability Law fit, sizing;
-- verdict: the headline checks (users, p95, worst region, errors, cost, validity);
 - recommendations: cost savings re-priced with the model.
 
 No Dash here: the gate imports these without pulling in a web framework. Names are imported
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from collectors.models.prices import PriceTable, PriceTableError, load_price_table
     from collectors.models.recommendations import Recommendation, recommend
     from collectors.models.usage import UsageProfile, measure_usage, service_totals
-    from collectors.models.verdict import Targets, Verdict, evaluate, measured_from_summary
 
 __all__ = [
     "CapacityError",
@@ -40,18 +38,14 @@ __all__ = [
     "PriceTableError",
     "Recommendation",
     "TargetLoad",
-    "Targets",
     "UsageProfile",
     "UslFit",
-    "Verdict",
     "WhatIf",
     "concurrency_steps",
-    "evaluate",
     "fit_usl",
     "latency_model",
     "load_price_table",
     "measure_usage",
-    "measured_from_summary",
     "plan_capacity",
     "project_cost",
     "recommend",
@@ -69,8 +63,6 @@ _HOME = {
     **dict.fromkeys(["Recommendation", "recommend"], "collectors.models.recommendations"),
     **dict.fromkeys(["UsageProfile", "measure_usage", "service_totals"],
                     "collectors.models.usage"),
-    **dict.fromkeys(["Targets", "Verdict", "evaluate", "measured_from_summary"],
-                    "collectors.models.verdict"),
 }
 
 

@@ -29,6 +29,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
+from collectors.targets import PRODUCT_TARGETS
+
 __all__ = [
     "CapacityError",
     "Interval",
@@ -290,9 +292,12 @@ def latency_model(steps: pd.DataFrame, think_time_s: float | None = None) -> Lat
 
 @dataclass(frozen=True)
 class WhatIf:
-    users: float = 100_000.0
+    """The question the capacity plan answers; by default the product's (collectors.targets):
+    its users at its p95 target. Think time and headroom are assumptions (docs/targets.md)."""
+
+    users: float = float(PRODUCT_TARGETS.users)
     think_time_s: float = 30.0
-    p95_target_ms: float = 100.0
+    p95_target_ms: float = PRODUCT_TARGETS.p95_ms
     headroom: float = 0.3  # spare fraction kept above the required throughput
 
     def __post_init__(self) -> None:

@@ -15,18 +15,15 @@ from dataclasses import dataclass
 
 from collectors.models.prices import PriceTable, default_price_table
 from collectors.models.usage import Quantity, UsageProfile
+from collectors.targets import PRODUCT_TARGETS
 
 __all__ = [
-    "DEFAULT_BUDGET_USD",
     "TargetLoad",
     "DriverCost",
     "CostBreakdown",
     "project_cost",
     "group_order",
 ]
-
-DEFAULT_BUDGET_USD = 5000.0  # seed 003 KPIs: cost.budget
-
 
 @dataclass(frozen=True)
 class TargetLoad:
@@ -169,9 +166,10 @@ def project_cost(
     load: TargetLoad,
     *,
     prices: PriceTable | None = None,
-    budget_usd: float = DEFAULT_BUDGET_USD,
+    budget_usd: float = PRODUCT_TARGETS.budget_usd_month,
 ) -> CostBreakdown:
-    """Price a month of `load` with the per-request `usage` profile."""
+    """Price a month of `load` with the per-request `usage` profile, against `budget_usd` (the
+    product's monthly budget unless a what-if gives another)."""
     table = prices or default_price_table()
     requests = load.requests_per_month(table.month_days)
     per_request = [

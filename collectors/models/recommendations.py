@@ -1,12 +1,12 @@
 """Cost recommendations tied to the measured drivers, each with a modelled saving.
 
-Seed 003 lists four optimisations with claimed savings (aggressive caching 30% of Workers
-compute, request coalescing 15% of database queries, regional caching 20% of bandwidth,
-archiving 40% of storage). Here each one is re-priced with the cost model on this run's
-usage profile, so the saving is in dollars at the target load and can be zero when the
-driver it acts on is not what costs money. Rules the data adds (KV reads out-costing the
-requests, cache fills, CPU, plan choice) work the same way.
-"""
+The Auto-Scaling document ("Optimization Recommendations") lists four optimisations with
+claimed savings (aggressive caching 30% of Workers compute, request coalescing 15% of
+database queries, regional caching 20% of bandwidth, archiving 40% of storage). Here each
+one is re-priced with the cost model on this run's usage profile, so the saving is in
+dollars at the target load and can be zero when the driver it acts on is not what costs
+money. Rules the data adds (KV reads out-costing the requests, cache fills, CPU, plan
+choice) work the same way."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 
 from collectors.models.cost import CostBreakdown, TargetLoad, project_cost
 from collectors.models.prices import PriceTable, default_price_table
-from collectors.models.usage import Quantity, UsageProfile
+from collectors.models.usage import SEED_HIT_RATES, Quantity, UsageProfile
 
 __all__ = ["Recommendation", "recommend"]
 
-SEED_EDGE_HIT = 0.85
-SEED_APP_HIT = 0.70
+# The architecture's claimed hit rates, defined once in collectors.models.usage.
+SEED_EDGE_HIT = SEED_HIT_RATES["edge"]
+SEED_APP_HIT = SEED_HIT_RATES["app"]
 SEED_COALESCING = 0.15
 SEED_ARCHIVE = 0.40
 
@@ -33,7 +34,7 @@ class Recommendation:
     evidence: str
     action: str
     saving_usd: float
-    origin: str  # "seed 003" or "measured data"
+    origin: str  # "Auto-Scaling document" or "measured data"
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,10 @@ def _edge_cache(ctx: _Context) -> Recommendation | None:
         "edge_cache", "Cache public reads at the edge before KV", "KV",
         f"{lead}: {u.kv_reads.value:.2f} KV reads per request ({u.kv_reads.basis}), "
         f"edge hit rate {current:.0%}.",
-        f"Serve public GETs from Cloudflare's cache (not billed per read) at seed 003's "
-        f"{SEED_EDGE_HIT:.0%} hit rate; only misses read KV. Seed 003 claims 30% of Workers "
-        "compute; modelled here on KV reads and fills only.",
-        ctx.saving(changed), "seed 003",
+        "Serve public GETs from Cloudflare's cache (not billed per read) at the Auto-Scaling "
+        f"document's {SEED_EDGE_HIT:.0%} hit rate; only misses read KV. The document claims 30% "
+        "of Workers compute; modelled here on KV reads and fills only.",
+        ctx.saving(changed), "Auto-Scaling document",
     )
 
 
@@ -113,9 +114,9 @@ def _coalescing(ctx: _Context) -> Recommendation | None:
         "coalescing", "Coalesce identical concurrent requests", "Neon",
         f"{u.db_statements.value:.2f} database statements per request "
         f"({u.db_statements.basis}); Neon compute ${neon.cost_usd:,.0f}/month. {neon.note}.",
-        f"Share one upstream call among identical GETs within 100 ms. Seed 003 claims "
+        f"Share one upstream call among identical GETs within 100 ms. The document claims "
         f"{SEED_COALESCING:.0%} fewer database queries.{why}",
-        saving, "seed 003",
+        saving, "Auto-Scaling document",
     )
 
 
@@ -123,9 +124,9 @@ def _regional_caching(ctx: _Context) -> Recommendation:
     return Recommendation(
         "regional_caching", "Regional caching", "R2",
         "This price table bills no egress: R2 egress and Workers bandwidth are free.",
-        "Cache popular content in each region: it buys latency, not dollars. Seed 003's "
-        "20% bandwidth saving is $0 at these prices.",
-        0.0, "seed 003",
+        "Cache popular content in each region: it buys latency, not dollars. The Auto-Scaling "
+        "document's 20% bandwidth saving is $0 at these prices.",
+        0.0, "Auto-Scaling document",
     )
 
 
@@ -139,9 +140,10 @@ def _archiving(ctx: _Context) -> Recommendation | None:
         "archiving", "Archive old data to R2", "Neon",
         f"Neon storage {a.neon_storage_gb:g} GB (assumed) costs "
         f"${ctx.cost('neon_storage'):,.2f}/month.",
-        f"Move {SEED_ARCHIVE:.0%} of it ({moved:g} GB) to R2 at $0.015/GB-month. Seed 003 "
-        "claims 40% of storage costs; storage is a small driver at this load.",
-        ctx.saving(changed), "seed 003",
+        f"Move {SEED_ARCHIVE:.0%} of it ({moved:g} GB) to R2 at $0.015/GB-month. The "
+        "Auto-Scaling document claims 40% of storage costs; storage is a small driver at this "
+        "load.",
+        ctx.saving(changed), "Auto-Scaling document",
     )
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from collectors.targets import PRODUCT_TARGETS
+
 __all__ = [
     "Quantity",
     "UsageAssumptions",
@@ -37,8 +39,8 @@ __all__ = [
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HTTP_METHODS = WRITE_METHODS | {"GET", "HEAD", "OPTIONS"}
-# Seed 003 "Multi-tier Caching": the hit rates it claims per tier, used when a run has no
-# measurement for a tier.
+# The Auto-Scaling document's "Multi-tier Caching" section: the hit rates it claims per tier,
+# used when a run has no measurement for a tier.
 SEED_HIT_RATES = {"edge": 0.85, "app": 0.70, "query": 0.60}
 KV_TIER = "app"
 
@@ -66,7 +68,8 @@ class UsageAssumptions:
     neon_storage_gb: float = 10.0
     neon_statements_per_cu_second: float = 500.0
     neon_min_cu_per_compute: float = 0.25
-    neon_computes: int = 4  # primary + three read replicas (seed 003)
+    # primary + three read replicas (the Auto-Scaling document, "Database Scaling")
+    neon_computes: int = 4
     neon_plan: str = "scale"
 
 
@@ -85,7 +88,8 @@ class UsageProfile:
     db_statements: Quantity
     hit_rates: Mapping[str, Quantity] = field(default_factory=dict)
     write_share: float = 0.0
-    mean_response_s: float = 0.1
+    # unmeasured: assume responses at the product's latency target (collectors.targets)
+    mean_response_s: float = PRODUCT_TARGETS.p95_ms / 1000.0
     assumptions: UsageAssumptions = field(default_factory=UsageAssumptions)
 
     def with_changes(self, **changes: Any) -> UsageProfile:
@@ -205,7 +209,8 @@ def _hit_rates(totals: ServiceTotals) -> dict[str, Quantity]:
             hits = totals.cache_hits.get(tier, 0.0)
             rates[tier] = Quantity(hits / lookups, "measured", f"{hits:,.0f}/{lookups:,.0f}")
         else:
-            rates[tier] = Quantity(seed_rate, "assumed", "seed 003 multi-tier cache table")
+            rates[tier] = Quantity(seed_rate, "assumed",
+                                   "the Auto-Scaling document's multi-tier cache table")
     return rates
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from collectors.models.capacity import CapacityPlan, LatencyModel, UslFit, usl_throughput
-from dashboards.analysis import CapacityResult
 from dashboards.figures.common import (
     AMBER,
     BLUE,
@@ -20,6 +19,7 @@ from dashboards.figures.common import (
     note_figure,
     vline,
 )
+from gate.projections import CapacityModel
 
 __all__ = ["capacity_figure"]
 
@@ -49,7 +49,7 @@ def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(v), 4) for v in values]
 
 
-def _throughput_traces(result: CapacityResult, fit: UslFit, n: np.ndarray) -> list[dict[str, Any]]:
+def _throughput_traces(result: CapacityModel, fit: UslFit, n: np.ndarray) -> list[dict[str, Any]]:
     steps = result.steps
     assert steps is not None
     traces: list[dict[str, Any]] = []
@@ -72,7 +72,7 @@ def _throughput_traces(result: CapacityResult, fit: UslFit, n: np.ndarray) -> li
     return traces
 
 
-def _latency_traces(result: CapacityResult, fit: UslFit, model: LatencyModel,
+def _latency_traces(result: CapacityModel, fit: UslFit, model: LatencyModel,
                     n: np.ndarray) -> list[dict[str, Any]]:
     steps = result.steps
     assert steps is not None
@@ -86,7 +86,7 @@ def _latency_traces(result: CapacityResult, fit: UslFit, model: LatencyModel,
     ]
 
 
-def capacity_figure(result: CapacityResult, target_ms: float) -> Figure:
+def capacity_figure(result: CapacityModel, target_ms: float) -> Figure:
     """Left: throughput vs users with the USL fit and its band; right: p95 vs users."""
     if result.fit is None or result.steps is None:
         return note_figure(result.problem or "No capacity model.", height=320)
@@ -96,8 +96,8 @@ def capacity_figure(result: CapacityResult, target_ms: float) -> Figure:
     shapes = []
     measured = [v for v in result.steps["p95_ms"].tolist() if v == v]
     top = max([target_ms * 3.0, *(v * 1.3 for v in measured)])
-    if result.model is not None:
-        data += _latency_traces(result, fit, result.model, n)
+    if result.latency is not None:
+        data += _latency_traces(result, fit, result.latency, n)
         shapes.append(hline(target_ms, yref="y2", xref="x2 domain"))
         plan = result.plan
         if plan is not None and plan.per_instance_users:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dashboards.data import ALL, EndpointRow, RunView
+from dashboards.data import ALL, SLO_MS, EndpointRow, RunView
 from dashboards.figures.common import (
     BLUE,
     PURPLE,
@@ -50,7 +50,9 @@ def compare_figure(a: RunView, b: RunView) -> Figure:
         yaxis=log_ms_axis(domain=[p_lo, p_hi], anchor="x"),
         yaxis2={"domain": [r_lo, r_hi], "anchor": "x", "title": {"text": "req/s"},
                 "rangemode": "tozero"},
-        shapes=[hline(100, color="#cf222e", dash="dot")],
+        shapes=[hline(SLO_MS, color="#cf222e", dash="dot") | {"label": {
+            "text": f"product target p95 < {SLO_MS:g} ms", "textposition": "end",
+            "yanchor": "bottom", "font": {"size": 10}}}],
         annotations=[panel_title("p95 (merged per bin)", p_hi), panel_title("requests/s", r_hi)],
     )
     return {"data": data, "layout": layout}

@@ -1,4 +1,5 @@
-"""Cost figures: breakdown by driver, a month's burn against the budget, seed estimates."""
+"""Cost figures: breakdown by driver, a month's burn against the budget, and the estimates of
+the Auto-Scaling document (docs/targets.md) beside the model's."""
 
 from __future__ import annotations
 
@@ -67,16 +68,17 @@ def burn_figure(cost: CostBreakdown) -> Figure:
 
 
 def seed_comparison_figure(cost: CostBreakdown, seed: Mapping[str, float]) -> Figure:
-    """The model's monthly cost per product beside seed 003's own estimate."""
+    """The model's monthly cost per product beside the Auto-Scaling document's own estimate."""
     groups = group_order(cost.drivers)
     model = cost.by_group()
     data = [
         {"type": "bar", "x": groups, "y": [round(seed.get(g, 0.0), 2) for g in groups],
-         "name": "seed 003 estimate", "marker": {"color": GREY}},
+         "name": "Auto-Scaling document's estimate", "marker": {"color": GREY}},
         {"type": "bar", "x": groups, "y": [round(model.get(g, 0.0), 2) for g in groups],
          "name": "this model (measured mix)", "marker": {"color": BLUE}},
     ]
-    layout = base_layout(height=320, title="Why the seed's estimate is low, product by product",
+    layout = base_layout(height=320,
+                         title="Why the document's estimate is low, product by product",
                          uirevision="seed", barmode="group", hovermode="closest",
                          yaxis={"title": {"text": "$ per month"}, "type": "log"})
     return {"data": data, "layout": layout}

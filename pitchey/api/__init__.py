@@ -1,5 +1,6 @@
-"""The Pitchey platform API (seed 002): `add_routes(app, routes)` registers every route by name
-on the instrumented route table.
+"""The Pitchey platform API ("Cloudflare Deployment Guide for Pitchey Platform", § Service URLs
+and Endpoints › API Endpoints Structure): `add_routes(app, routes)` registers every route by
+name on the instrumented route table.
 
 Handlers find their collaborators in `app[SERVICES]`, built at startup from the lead's app
 keys (the database and cache are opened by the app's cleanup context, which runs first).

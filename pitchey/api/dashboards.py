@@ -1,6 +1,6 @@
 """GET /api/dashboard/{creator,investor,production}/metrics: one cached body per user.
 
-Each body is cached for seed 000's 5 minutes under the namespace "dashboard:<user id>",
+Each body is cached for 5 minutes (docs/targets.md) under the namespace "dashboard:<user id>",
 which every write that changes one of its figures bumps (pitch writes by the creator, NDA
 requests and decisions for both sides, notifications, analytics events on the creator's
 pitches). The production dashboard also shows the public catalogue, so its key carries the

@@ -1,6 +1,6 @@
 """GET/POST /api/pitches, GET/PUT/DELETE /api/pitches/{id}.
 
-Reads are served from cached JSON bytes (namespace "pitches", seed 000's 10 min TTL); every
+Reads are served from cached JSON bytes (namespace "pitches", 10 min TTL: docs/targets.md); every
 write bumps the namespace, so the next read anywhere reloads. Protected fields (synopsis,
 budget_details, script_url) appear only for the pitch's creator and for users whose NDA
 request on it was approved; everyone else gets the public body. Who may see what is itself

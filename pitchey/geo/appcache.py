@@ -1,4 +1,4 @@
-"""The application tier of the multi-tier cache (seed 003: 60 s) for a regional worker.
+"""The application tier of the multi-tier cache (60 s: docs/targets.md) for a regional worker.
 
 It wraps the service's own cache. With the in-process cache, each region has its own
 entries, so invalidation must cross processes: namespace generations (`bump`) and deleted
@@ -6,7 +6,7 @@ keys live in the topology's shared generations file, and every entry carries the
 of its key, so a `delete` in one region (a logout, say) is seen by all. With Redis the
 entries are shared already and only the TTL cap applies.
 
-Concurrent misses of one key share one load (request coalescing, seed 003): the first miss
+Concurrent misses of one key share one load (request coalescing, docs/geo.md): the first miss
 loads and stores, the others within the coalescing window wait for its bytes instead of
 asking storage again. The key is the full cache key, namespace generation included, so a
 miss after a write never joins a load that started before it.

@@ -1,6 +1,7 @@
-"""Request coalescing (seed 003): identical concurrent calls share one underlying call. The
-regional worker coalesces application cache misses by cache key (`pitchey.geo.appcache`), so
-a burst of identical reads of a cold key costs one storage load.
+"""Request coalescing ("Pitchey Platform - Auto-Scaling & Load Balancing Architecture",
+§ Performance Optimization › 1. Request Coalescing): identical concurrent calls share one
+underlying call. The regional worker coalesces application cache misses by cache key
+(`pitchey.geo.appcache`), so a burst of identical reads of a cold key costs one storage load.
 
 A call stays joinable for `window_ms` after it starts and for at most `max_batch` requests;
 a request arriving later starts its own call. The shared call runs as its own task, so the

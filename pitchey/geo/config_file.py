@@ -1,8 +1,9 @@
 """Read a regions YAML file into a `GeoConfig`.
 
-Every key is optional and falls back to seed 003's value. A mistake (unknown key, wrong type,
-value out of range, unknown region) raises `GeoConfigError` naming the file, the line and the
-dotted key, so a person can fix it without reading code.
+Every key is optional and falls back to the default of `pitchey.geo.regions` (docs/targets.md
+says where each comes from). A mistake (unknown key, wrong type, value out of range, unknown
+region) raises `GeoConfigError` naming the file, the line and the dotted key, so a person can
+fix it without reading code.
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ def _check_cross_fields(
 
 
 def load_geo_config(path: str | Path | None = None) -> GeoConfig:
-    """The config in `path`, or seed 003's defaults when `path` is None."""
+    """The config in `path`, or the defaults (`GeoConfig()`) when `path` is None."""
     if path is None:
         return GeoConfig()
     file = Path(path)

@@ -13,7 +13,6 @@ into it (`PUT /_edge/regions/{region}/latency`, forwarded to the worker's own /_
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -33,6 +32,8 @@ from pitchey import __version__
 from pitchey.geo.haproxy_config import REGIONS_BACKEND
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.runtime_api import SERVER_STATES, RuntimeApi, RuntimeApiError, ServerStat
+from pitchey_cli.exitcodes import ExitCode
+from pitchey_cli.usage import CommandParser
 
 __all__ = ["AgentSettings", "create_agent_app", "region_view", "main"]
 
@@ -301,8 +302,8 @@ def create_agent_app(settings: AgentSettings,
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pitchey.geo.edge_status",
+def main(argv: list[str] | None = None) -> ExitCode:
+    parser = CommandParser(prog="python -m pitchey.geo.edge_status",
                                      description="The geo edge's status agent.")
     parser.add_argument("--socket", required=True, help="HAProxy's runtime API socket")
     parser.add_argument("--worker", action="append", default=[], metavar="REGION=URL")
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_geo_config(args.regions)
     except GeoConfigError as exc:
         print(f"pitchey edge agent: {exc}", file=sys.stderr)
-        return 4
+        return ExitCode.CONFIG
     workers = dict(item.split("=", 1) for item in args.worker)
     supervisor = os.environ.get("PITCHEY_SUPERVISOR_PID", "")
     app = create_agent_app(AgentSettings(
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_per_minute=args.rate_limit))
     asyncio.run(serve_app(app, fd=args.fd, banner=lambda url: f"pitchey edge agent: "
                           f"listening on {url} (pid {os.getpid()})"))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`pitchey failover REGION [--url URL] [--duration S] [--drain [drain|maint]] [--json]`
-(seed 003's test-failover.sh).
+(the `test-failover.sh` of "Pitchey Platform - Auto-Scaling & Load Balancing Architecture",
+§ Deployment Guide › 5. Test Load Balancing).
 
 While steady mixed traffic from REGION's users runs through the edge, SIGKILL that region's
 worker, measure how long the edge takes to notice and to reroute and how many requests
@@ -33,6 +34,7 @@ import aiohttp
 
 from pitchey.geo.failover_args import add_arguments
 from pitchey.geo.traffic import REGION_HEADER, Sample, TrafficDriver, login
+from pitchey_cli.exitcodes import ExitCode
 
 __all__ = ["add_arguments", "main", "run_failover", "FailoverOptions", "FailoverReport",
            "FailoverError", "summarize"]
@@ -107,7 +109,9 @@ class FailoverReport:
         return body
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> ExitCode:
+    """Run the failover and print its report: OK when every check holds, BREACH when one
+    fails, CONFIG when it cannot run (no geo edge at the URL, unknown region...)."""
     options = FailoverOptions(region=args.region, url=args.url.rstrip("/"),
                               duration_s=float(args.duration),
                               concurrency=int(getattr(args, "concurrency", 4)),
@@ -117,12 +121,12 @@ def main(args: argparse.Namespace) -> int:
         report = asyncio.run(run_failover(options))
     except FailoverError as exc:
         print(f"pitchey failover: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print("\n".join(render(report)))
-    return 0 if report.passed else 1
+    return ExitCode.OK if report.passed else ExitCode.BREACH
 
 
 async def _status(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from pitchey_cli.argtypes import fraction, positive_float, positive_int
+
 __all__ = ["add_arguments"]
 
 
@@ -12,13 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("region", help="the region whose worker is killed (e.g. us-east)")
     parser.add_argument("--url", default="http://127.0.0.1:8001",
                         help="the geo edge (default http://127.0.0.1:8001)")
-    parser.add_argument("--duration", type=_positive, default=30.0, metavar="S",
+    parser.add_argument("--duration", type=positive_float, default=30.0, metavar="S",
                         help="seconds of traffic (default 30; kill at 1/4, restart at 1/2)")
     # Clients run closed loops with no think time, the worst case for a kill: every client
     # always has a request in flight, and a write in flight at the dead worker is lost.
-    parser.add_argument("--concurrency", type=_positive_int, default=4,
+    parser.add_argument("--concurrency", type=positive_int, default=4,
                         help="concurrent clients, each with no think time (default 4)")
-    parser.add_argument("--write-ratio", type=_ratio, default=0.1,
+    parser.add_argument("--write-ratio", type=fraction, default=0.1,
                         help="share of requests that create a pitch (default 0.1)")
     parser.add_argument("--drain", nargs="?", const="drain", choices=("drain", "maint"),
                         default=None, metavar="drain|maint",
@@ -26,30 +28,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "maint) through HAProxy's runtime API as an operator would, and "
                              "back to ready at the restart time")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _ratio(text: str) -> float:
-    value = _positive(text) if text.strip() not in ("0", "0.0") else 0.0
-    if value > 1:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value

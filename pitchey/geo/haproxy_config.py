@@ -1,13 +1,13 @@
 """The HAProxy edge's configuration, generated from the regions file (pure: text in, text out).
 
-Each seed 003 rule becomes the HAProxy directive that implements it (docs/geo.md has the
-table): one backend per region whose own worker is the active server and whose other
-regions follow as backup servers in order of distance (geo-proximity with fallback),
-active health checks, passive outlier ejection as the circuit breaker, retries only where
-the request cannot have been processed, priority queueing with a 503 + Retry-After when a
-region's queue is full, per-client rate limiting in a stick table, HAProxy's cache as the
-edge tier, and the Prometheus exporter on /metrics. `haproxy -c` checks the result before
-anything starts (`pitchey.geo.supervisor`).
+Each rule of "Pitchey Platform - Auto-Scaling & Load Balancing Architecture" becomes the
+HAProxy directive that implements it (docs/geo.md has the table): one backend per region whose
+own worker is the active server and whose other regions follow as backup servers in order of
+distance (geo-proximity with fallback), active health checks, passive outlier ejection as the
+circuit breaker, retries only where the request cannot have been processed, priority queueing
+with a 503 + Retry-After when a region's queue is full, per-client rate limiting in a stick
+table, HAProxy's cache as the edge tier, and the Prometheus exporter on /metrics.
+`haproxy -c` checks the result before anything starts (`pitchey.geo.supervisor`).
 
 Every name and path written here was validated by `config_file` (plain tokens only), so the
 regions file cannot inject directives.
@@ -399,7 +399,7 @@ def _balanced_backend(config: GeoConfig, layout: EdgeLayout) -> str:
     weighted = config.routing == "weighted"
     body = [f"balance {'roundrobin' if weighted else 'leastconn'}", _queue_limit(config),
             *_health_check(config)]
-    if weighted:  # session affinity (seed 003): a client stays on the region it was given
+    if weighted:  # session affinity (docs/geo.md): a client stays on the region it was given
         body.append(f"cookie {config.affinity_cookie} insert indirect nocache httponly")
     for region in config.regions:
         cookie = f" cookie {region.name}" if weighted else ""

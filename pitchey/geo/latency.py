@@ -31,8 +31,24 @@ class LatencyModel:
         return self._one_way_s.get((source, target), 0.0)
 
     def round_trip_s(self, source: str | None, target: str) -> float:
-        """A request from `source` to `target` and its answer back (writes to the primary)."""
+        """A client in `source` reaching `target` and the answer coming back."""
         return self.one_way_s(source, target) + self.one_way_s(target, source)
+
+    def backbone_round_trip_s(self, source: str, target: str) -> float:
+        """A worker in `source` reaching a server in `target` (a write to the primary) and back.
+
+        Servers sit in their regions' data centres, so they pay neither region's client access
+        leg (the matrix's same-region entry), only the transit between the two: nothing
+        within one region. With the default matrix that is twice the backbone table's figure.
+        """
+        if source == target:
+            return 0.0
+
+        def transit(a: str, b: str) -> float:
+            access = self.one_way_s(a, a) + self.one_way_s(b, b)
+            return max(0.0, self.one_way_s(a, b) - access)
+
+        return transit(source, target) + transit(target, source)
 
     def distance(self, source: str, target: str) -> float:
         """The table's one-way delay, used as the idea of distance even when the simulated

@@ -1,7 +1,10 @@
 """The geo topology's configuration: regions, routing, health checks, breakers, caches,
 timeouts, priorities, the edge's limits and the latency model, as frozen dataclasses whose
-defaults are seed 003's figures. `pitchey.geo.config_file.load_geo_config` reads them from
-YAML; `pitchey.geo.haproxy_config` turns them into the HAProxy edge's configuration.
+defaults are the figures of "Pitchey Platform - Auto-Scaling & Load Balancing Architecture"
+(the `SEED_*` names: that document was the "seed" of the geo topology) or, where it says
+nothing, assumptions; docs/targets.md lists each with its section.
+`pitchey.geo.config_file.load_geo_config` reads them from YAML; `pitchey.geo.haproxy_config`
+turns them into the HAProxy edge's configuration.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ ROUTING_STRATEGIES = ("geo", "weighted", "least_connections")
 
 @dataclass(frozen=True)
 class Region:
-    """One regional worker. `latency_ms` is seed 003's regional latency: the round trip of a
-    client to the worker of its own region. `max_in_flight` is the number of requests the edge
-    lets a region hold at once (HAProxy's server `maxconn`); more wait in its queue, highest
-    priority first."""
+    """One regional worker. `latency_ms` is the document's regional latency ("Performance
+    Benchmarks › Current Performance"): the round trip of a client to the worker of its own
+    region, an input of the latency model, not a target (docs/targets.md). `max_in_flight` is
+    the number of requests the edge lets a region hold at once (HAProxy's server `maxconn`);
+    more wait in its queue, highest priority first."""
 
     name: str
     colos: tuple[str, ...]
@@ -50,12 +54,14 @@ class Region:
 
 def _seed_region(name: str, colos: tuple[str, ...], weight: int, capacity: int,
                  latency_ms: float) -> Region:
-    # The seed's capacity counts concurrent users (connections); one user keeps about one
-    # request in flight per hundred (think time >> response time), hence capacity // 100.
+    # The document's capacity counts concurrent users (connections); one user keeps about one
+    # request in flight per hundred (think time >> response time), hence capacity // 100
+    # (an assumption).
     return Region(name, colos, weight, capacity, latency_ms, max(1, capacity // 100))
 
 
-# Seed 003: REGIONS (colos, weight, capacity) and "Regional Latencies".
+# The document's REGIONS (§ Load Balancing Strategy › 1. Geographic Distribution: colos,
+# weight, capacity) and "Regional Latencies" (§ Performance Benchmarks › Current Performance).
 SEED_REGIONS: tuple[Region, ...] = (
     _seed_region("us-east", ("IAD", "EWR", "BOS", "ATL"), 30, 30_000, 35.0),
     _seed_region("us-west", ("LAX", "SJC", "SEA", "PDX"), 25, 25_000, 42.0),
@@ -64,7 +70,7 @@ SEED_REGIONS: tuple[Region, ...] = (
 )
 
 # One-way backbone transit between two regions, on top of both regions' access latency
-# (half of each region's seed latency). An assumption, not a seed figure: roughly public
+# (half of each region's latency_ms). An assumption, not the document's: roughly public
 # inter-region round trips halved, minus the access part. It is what makes us-west, not
 # us-east, the nearest region to asia.
 DEFAULT_BACKBONE_MS: Mapping[frozenset[str], float] = MappingProxyType({
@@ -80,8 +86,8 @@ UNKNOWN_BACKBONE_MS = 40.0
 
 
 def default_one_way_ms(regions: tuple[Region, ...]) -> dict[tuple[str, str], float]:
-    """The default delay matrix built from the regions' seed latencies: a client reaching its
-    own region pays half the seed latency each way (so the round trip is the seed figure);
+    """The default delay matrix built from the regions' latencies: a client reaching its own
+    region pays half its `latency_ms` each way (so the round trip is that figure);
     reaching another region adds the backbone transit between the two."""
     matrix: dict[tuple[str, str], float] = {}
     for a in regions:
@@ -96,10 +102,11 @@ def default_one_way_ms(regions: tuple[Region, ...]) -> dict[tuple[str, str], flo
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Seed 003's HEALTH_CONFIG. HAProxy probes the first endpoint (liveness) every
-    `interval_s`, each probe bounded by `timeout_s`; `retries` failed probes in a row mark the
-    region down (`fall`), re-probing every `timeout_s` meanwhile (`fastinter`). The edge's
-    status agent probes the other endpoints: a region that fails them is degraded."""
+    """The document's HEALTH_CONFIG (§ Load Balancing Strategy › 3. Health Checking). HAProxy
+    probes the first endpoint (liveness) every `interval_s`, each probe bounded by `timeout_s`;
+    `retries` failed probes in a row mark the region down (`fall`), re-probing every
+    `timeout_s` meanwhile (`fastinter`). The edge's status agent probes the other endpoints: a
+    region that fails them is degraded."""
 
     interval_s: float = 30.0
     timeout_s: float = 5.0
@@ -109,8 +116,9 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    """Seed 003's THRESHOLDS, as HAProxy's passive outlier ejection implements them: a call
-    fails when it cannot connect, times out or answers 500/502/503/504 (`observe layer7`);
+    """The document's circuit-breaker THRESHOLDS (§ Load Balancing Strategy › 4. Circuit
+    Breaker Pattern), as HAProxy's passive outlier ejection implements them: a call fails
+    when it cannot connect, times out or answers 500/502/503/504 (`observe layer7`);
     error_threshold_pct of volume_threshold calls in a row open the breaker (`error-limit`,
     `on-error mark-down`); while open the region is probed every
     sleep_window_s / success_threshold seconds (`downinter`), then, once a probe passes, every
@@ -124,13 +132,13 @@ class BreakerConfig:
 
     @property
     def consecutive_errors(self) -> int:
-        """HAProxy counts errors in a row, not a rate: the seed's rate times its volume."""
+        """HAProxy counts errors in a row, not a rate: the document's rate times its volume."""
         return max(1, round(self.volume_threshold * self.error_threshold_pct / 100.0))
 
 
 @dataclass(frozen=True)
 class CoalescingConfig:
-    """Seed 003's COALESCING_CONFIG."""
+    """The document's COALESCING_CONFIG (§ Performance Optimization › 1. Request Coalescing)."""
 
     enabled: bool = True
     window_ms: float = 100.0
@@ -139,8 +147,9 @@ class CoalescingConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """Seed 003's CACHE_LAYERS TTLs. A TTL of 0 turns that tier off. `edge_paths` are the
-    path prefixes whose anonymous GETs the edge caches; a successful write under an
+    """The document's CACHE_LAYERS TTLs (§ Performance Optimization › 2. Multi-tier Caching;
+    sizes are assumptions). A TTL of 0 turns that tier off. `edge_paths` are the path
+    prefixes whose anonymous GETs the edge caches; a successful write under an
     `edge_invalidate_on` prefix clears the edge tier."""
 
     edge_ttl_s: float = 300.0
@@ -154,10 +163,11 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class TimeoutConfig:
-    """The edge's timeouts. `server_s` is seed 003's initial ADAPTIVE_TIMEOUTS value (HAProxy's
-    timeout is fixed, not adaptive); `http_request_s` bounds how long a client may take to send
-    its request headers (slow clients), `keep_alive_s` how long an idle connection stays open,
-    `queue_s` how long a request may wait for a busy region before a 503."""
+    """The edge's timeouts. `server_s` is the document's initial ADAPTIVE_TIMEOUTS value
+    (§ Performance Optimization › 3. Adaptive Timeouts; HAProxy's timeout is fixed, not
+    adaptive); `http_request_s` bounds how long a client may take to send its request headers
+    (slow clients), `keep_alive_s` how long an idle connection stays open, `queue_s` how long a
+    request may wait for a busy region before a 503 (those three are assumptions)."""
 
     server_s: float = 30.0
     connect_s: float = 5.0
@@ -174,7 +184,8 @@ class PriorityClass:
     paths: tuple[str, ...]
 
 
-# Seed 003's RESOURCE_PRIORITIES; the path prefixes that put a request in each class.
+# The document's RESOURCE_PRIORITIES (§ Performance Optimization › 4. Resource Prioritization);
+# the path prefixes that put a request in each class.
 SEED_PRIORITIES: tuple[PriorityClass, ...] = (
     PriorityClass("authentication", 10, ("/api/auth/",)),
     PriorityClass("api", 8, ("/api/",)),
@@ -207,7 +218,7 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    """HAProxy's own limits. `max_connections` is seed 003's "Max Concurrent Connections";
+    """HAProxy's own limits. `max_connections` is the document's "Max Concurrent Connections";
     `threads` stays at 1 on a two-core machine so that the workers keep a core; `retries` is
     how often a request whose connection failed is tried again (redispatched: another region
     with weighted/least_connections routing, a region's fallback once its own worker is
@@ -259,5 +270,5 @@ class GeoConfig:
 
 
 def default_geo_config() -> GeoConfig:
-    """Seed 003's four regions and settings."""
+    """The four regions and settings of the Auto-Scaling document (docs/targets.md)."""
     return GeoConfig()

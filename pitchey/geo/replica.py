@@ -1,10 +1,11 @@
-"""Read/write split for a regional worker, with the query cache tier (seed 003: 30 s).
+"""Read/write split for a regional worker, with the query cache tier (30 s: docs/targets.md).
 
 `SplitDatabase` implements the `Database` protocol over two handles on the one shared
 database: the primary (every write, every transaction) and this region's replica view (plain
 reads): a read-only handle (`mode=ro` SQLite connections, or a PostgreSQL pool whose
 transactions default to read-only). Writes from a region other than the primary pay the
-latency model's round trip to the primary region, once per statement or transaction.
+latency model's backbone round trip to the primary region (server to server: no client access
+leg), once per statement or transaction; writes in the primary's own region pay nothing.
 Replica lag is not simulated as staleness: the view reads the same data, so a client never
 reads its own write stale.
 
@@ -305,8 +306,10 @@ class SplitDatabase:
     # -- writes ----------------------------------------------------------------------------
 
     async def _to_primary(self) -> None:
-        """The round trip from this region to the primary's, when the model is on."""
-        await self._latency.sleep(self._latency.round_trip_s(self.region, self.primary_region))
+        """The backbone round trip from this region to the primary's, when the model is on
+        (nothing when this region holds the primary)."""
+        await self._latency.sleep(
+            self._latency.backbone_round_trip_s(self.region, self.primary_region))
 
     async def _write(self, sql: str, run: Callable[[Database], Any]) -> Any:
         await self._to_primary()

@@ -17,7 +17,6 @@ restarted after `supervisor.restart_delay_s`; SIGUSR1 restarts dead children at 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -39,6 +38,8 @@ from pitchey.geo.haproxy_config import EdgeLayout, render_haproxy_config
 from pitchey.geo.regions import GeoConfig
 from pitchey.geo.serving import listening_socket
 from pitchey.settings import Settings
+from pitchey_cli.exitcodes import ExitCode
+from pitchey_cli.usage import CommandParser
 
 __all__ = ["Supervisor", "ChildProcess", "serve_geo", "settings_env", "main", "StartError",
            "ConfigRejected", "HaproxyMissing", "haproxy_binary", "check_haproxy_config",
@@ -424,7 +425,7 @@ def _wait(process: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
         return False
 
 
-def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int:
+def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> ExitCode:
     """`pitchey serve --topology geo`: run the topology until Ctrl-C or SIGTERM."""
     from pitchey.geo.config_file import GeoConfigError, load_geo_config
 
@@ -434,7 +435,7 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
                                 regions_file=regions_file)
     except (GeoConfigError, HaproxyMissing) as exc:
         print(f"pitchey: {exc}", file=sys.stderr)
-        return 4
+        return ExitCode.CONFIG
     stop_requested: list[int] = []
     restart_requested: list[int] = []
     previous = {
@@ -447,10 +448,10 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
             supervisor.start()
         except ConfigRejected as exc:
             print(f"pitchey: {exc}", file=sys.stderr)
-            return 4
+            return ExitCode.CONFIG
         except (StartError, OSError) as exc:
             print(f"pitchey: the geo topology did not start: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.BREACH
         print("pitchey: geo topology up (Ctrl-C stops every process)", flush=True)
         for line in supervisor.describe():
             print(f"  {line}", flush=True)
@@ -461,15 +462,15 @@ def serve_geo(settings: Settings, *, port: int, regions_file: str | None) -> int
                 supervisor.restart_dead()
             supervisor.poll()
             time.sleep(_POLL_S)
-        return 0
+        return ExitCode.OK
     finally:
         supervisor.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pitchey.geo.supervisor",
+def main(argv: list[str] | None = None) -> ExitCode:
+    parser = CommandParser(prog="python -m pitchey.geo.supervisor",
                                      description="Run the geo topology: HAProxy edge + regional "
                                      "workers.")
     parser.add_argument("--host", default=None, help="edge address (default 127.0.0.1)")
@@ -487,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_environ(os.environ, **overrides)
     except SettingsError as exc:
         print(f"pitchey: {exc}", file=sys.stderr)
-        return 4
+        return ExitCode.CONFIG
     return serve_geo(settings, port=settings.port, regions_file=args.regions)
 
 

@@ -13,7 +13,6 @@ Run one with `python -m pitchey.geo.worker --region NAME` (the supervisor does).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -40,6 +39,8 @@ from pitchey.geo.worker_http import (
 from pitchey.instrumentation import RouteTable
 from pitchey.settings import Settings
 from pitchey.storage import Database
+from pitchey_cli.exitcodes import ExitCode
+from pitchey_cli.usage import CommandParser
 
 __all__ = ["create_worker_app", "worker_settings", "REGION_SERVED_HEADER", "SPLIT_DATABASE",
            "main"]
@@ -188,9 +189,9 @@ def _close_storage(cache: RegionalCache) -> Callable[[web.Application], Awaitabl
     return close_storage
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pitchey.geo.worker",
-                                     description="Run one regional worker of the geo topology.")
+def main(argv: list[str] | None = None) -> ExitCode:
+    parser = CommandParser(prog="python -m pitchey.geo.worker",
+                           description="Run one regional worker of the geo topology.")
     parser.add_argument("--region", required=True)
     parser.add_argument("--regions", default=None, metavar="FILE", help="regions YAML")
     parser.add_argument("--fd", type=int, default=None, help="inherited listening socket")
@@ -211,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         app = create_worker_app(settings, config, args.region, generations=generations)
     except (GeoConfigError, SettingsError, ValueError, OSError) as exc:
         print(f"pitchey worker {args.region}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     asyncio.run(serve_app(
         app, fd=args.fd, host=args.host, port=args.port,
         banner=lambda url: f"pitchey worker {args.region}: listening on {url} (pid {os.getpid()})",
     ))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ Each migration is a list of statements written once for both backends: the only 
 difference is the surrogate key column, spelled `{id}` here. Timestamps are epoch seconds
 (DOUBLE PRECISION), which both backends store and return as floats, so one statement text
 serves both drivers; the one change SQLite cannot make in place (AUTOINCREMENT, migration 4)
-is a `sqlite_step` that rebuilds the tables. The indexes are seed 000's, by name;
-`info_requests` is the NDA table (seed 000 calls it `ndas`), so `idx_ndas_pitch_user` lives
-there.
+is a `sqlite_step` that rebuilds the tables. The indexes are those of "Pitchey Platform
+Deployment Architecture" (§ Performance Optimization Architecture › Database Optimization), by
+name; `info_requests` is the NDA table (that document calls it `ndas`), so
+`idx_ndas_pitch_user` lives there.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ _INITIAL = (
     )""",
 )
 
-# Seed 000, "Key Performance Indexes" and "Composite Indexes for Common Queries", by name.
+# "Pitchey Platform Deployment Architecture", § Database Optimization: "Key Performance
+# Indexes" and "Composite Indexes for Common Queries", by name.
 SEED_INDEXES = (
     "CREATE INDEX idx_users_email ON users(email)",
     "CREATE INDEX idx_users_user_type ON users(user_type)",

@@ -12,8 +12,8 @@ import pytest
 from alerts.evaluator import AlertState, Evaluator
 from alerts.expr import Absent, Aggregate, Arith, Context, Instant, Number, Quantile, Rate
 from alerts.selectors import Matcher, Selector, parse_selector
-from alerts.series import STALE_NAN, Series, SeriesIndex
 from alerts.specload import parse_spec
+from collectors.series import STALE_NAN, Series, SeriesStore
 
 
 class Points:
@@ -104,11 +104,11 @@ def test_matchers_are_anchored_and_missing_labels_match_empty() -> None:
     assert Matcher("code", "=", "").matches({})
 
 
-def test_series_index_adds_job_and_instance_and_keeps_reset_sums() -> None:
-    index = SeriesIndex(job="pitchey")
-    index.add_many([{"t": t, "target": "edge", "metric": "c", "labels": '{"a":"1"}', "value": v}
+def test_the_store_adds_job_and_instance_and_keeps_reset_sums() -> None:
+    store = SeriesStore(job="pitchey")
+    store.add_many([{"t": t, "target": "edge", "metric": "c", "labels": '{"a":"1"}', "value": v}
                     for t, v in ((0, 3.0), (1, 5.0), (2, 1.0), (3, 4.0))])
-    (series,) = index.select("c", 0, 3000)
+    (series,) = store.select("c", 0, 3000)
     assert series.label_map == {"__name__": "c", "a": "1", "instance": "edge", "job": "pitchey"}
     assert series.snapshot()[2] == [0.0, 0.0, 5.0, 5.0]
 
@@ -168,15 +168,11 @@ def test_alerts_carry_rule_labels_and_rendered_annotations() -> None:
         evaluator.evaluate(-1)
 
 
-def test_fan_out_feeds_every_store_and_reads_the_first() -> None:
-    from alerts.series import FanOut
-    from collectors.series import SeriesStore
-
-    theirs, ours = SeriesStore(), SeriesIndex(job="pitchey")
-    woken: list[int] = []
-    ours.subscribe(lambda: woken.append(ours.version))
-    both = FanOut(theirs, ours)
-    both.add_many([{"t": 1.0, "target": "edge", "metric": "up", "labels": {}, "value": 1.0}])
-    assert [s.values for s in both.query("up")] == [(1.0,)]  # the collectors' own reader
-    assert [s.values for s in ours.select("up", 0, 2000)] == [[1.0]]
-    assert woken == [1]
+def test_a_rate_over_the_store_counts_resets_like_prometheus() -> None:
+    """The evaluator reads the store the scraper feeds: samples in epoch seconds, rate() in
+    milliseconds, with the counter reset corrected from the store's running sums."""
+    store = SeriesStore(job="pitchey")
+    for t, value in ((0, 5.0), (10, 8.0), (20, 2.0), (30, 6.0)):
+        store.add(float(t), "edge", "c", {}, value)
+    vector = Rate(Selector("c"), 30_000).evaluate(Context(store, 30_000))
+    assert vector == {(("instance", "edge"), ("job", "pitchey")): pytest.approx(0.3)}

@@ -1,6 +1,6 @@
 """Live alerting end to end, in one process: the real service with a storage outage, scraped
-by the collectors' Scraper into their SeriesStore, evaluated by LiveAlerting through the
-adapter, delivered signed to our receiver. Durations scaled by 1/60 (a 5 m window is 5 s)."""
+by the collectors' Scraper into the SeriesStore, evaluated there by LiveAlerting, delivered
+signed to our receiver. Durations scaled by 1/60 (a 5 m window is 5 s)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from alerts.live import LiveAlerting, LiveSettings, run_events
 from alerts.receiver import ReceiverSettings, create_receiver_app
-from alerts.series import CollectorsStoreSource
 from alerts.specload import load_spec
 from collectors.scrape import Scraper, ScrapeTarget
 from collectors.series import SeriesStore
@@ -55,7 +54,7 @@ async def test_storage_outage_fires_and_resolves_through_the_embedded_pipeline(
             scraper = Scraper([ScrapeTarget("pitchey", service.url, "/metrics", None)],
                               store=store, interval_s=0.25)
             live = LiveAlerting(
-                spec, CollectorsStoreSource(store),
+                spec, store,
                 LiveSettings(webhook_urls=(str(receiver.make_url("/webhook")),),
                              outbox_path=str(tmp_path / "outbox.sqlite3"), secret="shared",
                              interval_s=0.25),

@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from alerts.localstack import LocalStack, StackMissing
 from alerts.payload import fingerprint, group_key
 from alerts.receiver import ReceiverSettings, create_receiver_app
 from alerts.render import RULES_FILE, render
 from alerts.specload import load_spec
+from testing.localstack import LocalStack, StackMissing
 from tests.alerts.faults import running_service, traffic
 
 

@@ -25,9 +25,9 @@ from alerts.render import (
     unit_test_document,
     unit_test_files,
 )
-from alerts.series import STALE_NAN
 from alerts.specload import load_spec
 from alerts.vectors import rule_scenarios
+from collectors.series import STALE_NAN
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from alerts.clock import ScaledClock
 from alerts.live import LiveAlerting, LiveSettings
 from alerts.outbox import Outbox
 from alerts.receiver import ReceiverSettings, create_receiver_app
-from alerts.series import SeriesIndex
 from alerts.specload import parse_spec
+from collectors.series import SeriesStore
 
 SPEC = """
 version: 1
@@ -72,28 +72,28 @@ async def wait_for(condition: object, seconds: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def sender(outbox: Path, url: str, index: SeriesIndex, clock: ScaledClock) -> LiveAlerting:
+def sender(outbox: Path, url: str, store: SeriesStore, clock: ScaledClock) -> LiveAlerting:
     spec = parse_spec(SPEC, "reliability.yaml")
     settings = LiveSettings(webhook_urls=(url,), outbox_path=str(outbox), interval_s=1.0,
                             backoff_base_s=1.0, backoff_cap_s=30.0, drain_s=0.0)
-    return LiveAlerting(spec, index, settings, clock=clock,
+    return LiveAlerting(spec, store, settings, clock=clock,
                         registry=CollectorRegistry()).start()
 
 
 async def test_outage_and_sender_restart_lose_nothing_and_duplicate_nothing(
         tmp_path: Path, unused_tcp_port: int) -> None:
     clock = ScaledClock(SCALE)
-    index = SeriesIndex(job="pitchey")
+    store = SeriesStore(job="pitchey")
     receiver = Receiver(unused_tcp_port, tmp_path / "received.sqlite3")
     outbox_path = tmp_path / "outbox.sqlite3"
     await receiver.start()
-    live = sender(outbox_path, receiver.url, index, clock)
+    live = sender(outbox_path, receiver.url, store, clock)
     try:
         await receiver.stop()
         outage_started = clock.now()
 
         def burst(value: float) -> None:
-            index.add_many({"t": clock.now(), "target": f"worker-{i}", "metric": "broken",
+            store.add_many({"t": clock.now(), "target": f"worker-{i}", "metric": "broken",
                             "labels": {}, "value": value} for i in range(BURST))
 
         burst(1.0)  # every worker breaks: 30 alerts fire while the receiver is down
@@ -104,7 +104,7 @@ async def test_outage_and_sender_restart_lose_nothing_and_duplicate_nothing(
         await wait_for(lambda: sum(live.outbox.counts().values()) == 2 * BURST, 5, "resolved")
 
         live.stop(drain=False)  # the sender restarts mid-outage
-        live = sender(outbox_path, receiver.url, index, clock)
+        live = sender(outbox_path, receiver.url, store, clock)
         assert live.outbox.pending() == 2 * BURST
 
         await asyncio.sleep(max(0.0, (outage_started + 60 - clock.now()) / SCALE))
@@ -124,7 +124,7 @@ async def test_outage_and_sender_restart_lose_nothing_and_duplicate_nothing(
     # An HA peer (or a retry whose 200 was lost) delivers the very same notifications again:
     bodies = [row[0] for row in sqlite3.connect(outbox_path).execute(
         "SELECT body FROM outbox ORDER BY id")]
-    peer = sender(tmp_path / "peer-outbox.sqlite3", receiver.url, SeriesIndex(), clock)
+    peer = sender(tmp_path / "peer-outbox.sqlite3", receiver.url, SeriesStore(), clock)
     try:
         for body in bodies:
             key = json.loads(body)["groupKey"]

@@ -81,12 +81,12 @@ def test_cli_prints_fired_and_resolved_lines(
 
 def test_a_missing_or_foreign_run_directory_is_one_error_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["alerts", "replay", str(tmp_path / "nope")]) == 1
+    assert main(["alerts", "replay", str(tmp_path / "nope")]) == 4  # ExitCode.CONFIG
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pitchey alerts: ") and "nope" in err[0]
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "manifest.json").write_text('{"format": "other"}')
-    assert main(["alerts", "replay", str(tmp_path / "foreign")]) == 1
+    assert main(["alerts", "replay", str(tmp_path / "foreign")]) == 4  # ExitCode.CONFIG
     assert "manifest.json" in capsys.readouterr().err
-    assert main(["alerts", "replay", str(tmp_path), "--interval", "soon"]) == 1
+    assert main(["alerts", "replay", str(tmp_path), "--interval", "soon"]) == 4  # CONFIG
     assert "not a duration" in capsys.readouterr().err

@@ -13,7 +13,8 @@ from alerts.specload import default_spec_path, load_spec, parse_spec
 from alerts.yamlload import SpecError
 from pitchey_cli import main
 
-SEED_ALERTS = {  # seed 003 (critical/high/medium) and seed 000
+# the Auto-Scaling document (critical/high/medium) and the Deployment Architecture document
+SEED_ALERTS = {
     "PrimaryDatabaseUnavailable": "critical",
     "AllReadReplicasUnavailable": "critical",
     "HighErrorRate": "critical",
@@ -27,7 +28,8 @@ SEED_ALERTS = {  # seed 003 (critical/high/medium) and seed 000
     "SlowResponses": "medium",
     "HighCpuUsage": "medium",
     "StorageNearlyFull": "medium",
-    "SecurityBreachSuspected": "critical",  # seed 000's "Security breaches"
+    # the Deployment Architecture document's "Security breaches"
+    "SecurityBreachSuspected": "critical",
 }
 SERVICE_METRICS = {  # pitchey/metrics.py, as exposed, plus Prometheus' own `up`
     "http_server_request_duration_seconds_bucket", "http_server_request_duration_seconds_count",
@@ -175,11 +177,11 @@ def test_cli_prints_one_line_per_problem_and_no_traceback(
     bad = tmp_path / "rules.yaml"
     bad.write_text(VALID_RULE.replace("threshold: 0.05", "threshold: high")
                    .replace("window: 5m", "window: soon"))
-    assert main(["alerts", "render", "--rules", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert main(["alerts", "render", "--rules", str(bad), "--out", str(tmp_path / "o")]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("pitchey alerts: ") for line in err)
     assert "Traceback" not in "".join(err)
-    assert main(["alerts", "check", "--rules", str(tmp_path / "missing.yaml")]) == 1
+    assert main(["alerts", "check", "--rules", str(tmp_path / "missing.yaml")]) == 4
     assert "cannot read the alert spec" in capsys.readouterr().err
 
 

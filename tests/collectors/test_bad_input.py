@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collectors import RunDirError, Validity, load_run
-from tests.collectors.rundirs import fill, new_writer
+from testing.rundirs import fill, new_writer
 
 
 @pytest.fixture

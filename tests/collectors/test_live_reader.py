@@ -11,18 +11,21 @@ import pandas as pd
 import pytest
 
 from collectors.errors import RunDirError
-from collectors.hdr import Histogram
 from collectors.live import LiveRunReader
 from collectors.run import load_run
-from collectors.rundir import RunWriter, stats_row
+from collectors.rundir import RunWriter
 from collectors.validity import Validity
-from tests.collectors.rundirs import KEYS, T0, new_writer
+from testing.rundirs import KEYS, T0, CellSpec, new_writer, write_seconds
 
 WINDOWS = ((None, None), (T0 + 3, T0 + 11), (T0 + 20, T0 + 21))
 
 
 class Seconds:
     """Writes whole seconds of seeded load into a RunWriter, continuing where it stopped."""
+
+    CELLS = {key: CellSpec(lambda second, rng: rng.lognormal(np.log(40), 0.9,
+                                                             int(rng.integers(3, 30))),
+                           failures=lambda second: 1) for key in KEYS}
 
     def __init__(self, writer: RunWriter, seed: int = 7) -> None:
         self.writer = writer
@@ -31,17 +34,9 @@ class Seconds:
 
     def write(self, count: int) -> None:
         for _ in range(count):
-            t = T0 + self.next_second
-            total = 0
-            for region, endpoint, user_class in KEYS:
-                values = self.rng.lognormal(np.log(40), 0.9, int(self.rng.integers(3, 30)))
-                hist = Histogram.from_values_ms(values)
-                self.writer.add_stats([stats_row(t, region, endpoint, user_class, hist, 1)])
-                self.writer.add_histogram_interval(t, 1.0, region, endpoint, user_class,
-                                                   "service", hist)
-                total += values.size
-            self.writer.add_load(t, 10 + self.next_second, float(total), 1.0)
-            self.writer.add_event(t, "stage", second=self.next_second)
+            write_seconds(self.writer, self.CELLS, [self.next_second], self.rng,
+                          users=lambda second: 10 + second, generators=lambda second: ())
+            self.writer.add_event(T0 + self.next_second, "stage", second=self.next_second)
             self.next_second += 1
 
 

@@ -122,11 +122,12 @@ def test_service_frame_matches_what_the_service_counted(stack: tuple[str, str, f
     assert frame["t"].is_monotonic_increasing
 
     store = source.store(started, time.time())
-    assert store.instant("pitchey_db_up", target="edge")[0].value == 1.0
+    [db_up] = store.find("pitchey_db_up", {"instance": "edge", "job": "pitchey"})
+    assert db_up.values[-1] == 1.0
     [total] = source.series(
         'sum(http_server_request_duration_seconds_count{http_route="/api/health"})',
         started, time.time())
-    assert total.values[-1] == ROUTE_HITS and total.labels == {}
+    assert total.values[-1] == ROUTE_HITS and total.label_map == {}
 
 
 def test_bad_query_and_unreachable_prometheus(stack: tuple[str, str, float]) -> None:
@@ -141,7 +142,7 @@ def test_bad_query_and_unreachable_prometheus(stack: tuple[str, str, float]) -> 
 def test_write_into_a_run_and_report_from_prometheus(
     stack: tuple[str, str, float], tmp_path: Path
 ) -> None:
-    from tests.collectors.rundirs import new_writer
+    from testing.rundirs import new_writer
 
     _, prom_url, started = stack
     now = time.time()

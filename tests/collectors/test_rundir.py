@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from collectors import Histogram, RunWriter, Validity, load_run, summarize
-from tests.collectors.rundirs import KEYS, T0, fill, new_writer
+from testing.rundirs import KEYS, T0, fill, new_writer
 
 
 def _expected(values_ms: np.ndarray, q: float) -> float:

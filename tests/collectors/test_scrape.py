@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from collectors import Scraper, SeriesStore, Validity, load_run
 from collectors.scrape import ScrapeTarget, flatten_status, parse_metrics
-from tests.collectors.rundirs import new_writer
+from testing.rundirs import new_writer
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -75,15 +75,15 @@ async def test_scrape_once_records_metrics_status_and_gaps(
     failed = await asyncio.to_thread(scraper.scrape_once, 1_700_000_000.0)
     assert failed == 2  # both endpoints of the stopped target
     store = scraper.store
-    [queries] = store.query("pitchey_db_queries_total", {"operation": "select"})
-    assert (queries.target, queries.values) == ("eu-west", (7.0,))
-    [bucket] = store.query("http_server_request_duration_seconds_bucket", {"le": "0.1"})
-    assert bucket.values == (1.0,) and bucket.labels["http_route"] == "/api/pitches"
-    assert store.query("pitchey_db_queries_created") == []
-    assert store.instant("status.uptime_s")[0].value == 12.5
-    assert store.instant("status.dependencies.database.status")[0].labels == {"value": "healthy"}
-    assert [s.value for s in store.instant("status.flags.0")] == [1.0]
-    ups = {(s.target, s.labels["endpoint"]): s.value for s in store.instant("up")}
+    [queries] = store.find("pitchey_db_queries_total", {"operation": "select"})
+    assert (queries.target, queries.points()) == ("eu-west", [(1_700_000_000_000, 7.0)])
+    [bucket] = store.find("http_server_request_duration_seconds_bucket", {"le": "0.1"})
+    assert bucket.values == [1.0] and bucket.label_map["http_route"] == "/api/pitches"
+    assert store.find("pitchey_db_queries_created") == []
+    assert store.find("status.uptime_s")[0].values == [12.5]
+    assert store.find("status.dependencies.database.status")[0].label_map["value"] == "healthy"
+    assert [s.values for s in store.find("status.flags.0")] == [[1.0]]
+    ups = {(s.target, s.label_map["endpoint"]): s.values[-1] for s in store.find("up")}
     assert ups == {("eu-west", "/metrics"): 1.0, ("eu-west", "/status"): 1.0,
                    ("us-east", "/metrics"): 0.0, ("us-east", "/status"): 0.0}
 
@@ -123,9 +123,9 @@ async def test_background_loop_keeps_going_through_failures(
         await _until(lambda: scraper.scrapes >= seen + 2)
     finally:
         await asyncio.to_thread(scraper.stop)
-    [up] = store.query("up", {"endpoint": "/metrics"})
+    [up] = store.find("up", {"endpoint": "/metrics"})
     assert 0.0 in up.values and up.values[-1] == 1.0  # failed, then recovered
-    assert list(up.times) == sorted(up.times)
+    assert up.times == sorted(up.times)
     run = load_run(writer.finish(Validity.ok()))
     assert len(run.events_of("scrape_gap")) == scraper.gaps
 
@@ -145,8 +145,8 @@ async def test_scrapes_the_pitchey_service(aiohttp_server: ServerFactory, tmp_pa
     names = set(scraper.store.metrics())
     assert {"http_server_request_duration_seconds_bucket", "pitchey_db_up", "up"} <= names
     assert any(name.startswith("status.") for name in names)
-    counts = scraper.store.instant("http_server_request_duration_seconds_count")
-    assert sum(sample.value for sample in counts) >= 3
+    counts = scraper.store.find("http_server_request_duration_seconds_count")
+    assert sum(series.values[-1] for series in counts) >= 3
 
 
 def test_parsers_are_pure() -> None:

@@ -1,15 +1,17 @@
-"""SeriesStore: the live view the embedded alert evaluator reads."""
+"""SeriesStore: the one live series store, fed by the scraper and read by the alert evaluator."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from collectors import SeriesStore, Validity, load_run
-from tests.collectors.rundirs import new_writer
+from collectors.series import STALE_NAN, Series
+from testing.rundirs import new_writer
 
 
-def _store() -> SeriesStore:
-    store = SeriesStore(retention_s=10.0)
+def _store(retention_s: float = float("inf")) -> SeriesStore:
+    store = SeriesStore(retention_s=retention_s)
     for t in range(20):
         store.add(float(t), "edge", "pitchey_db_up", {"region": "eu-west"}, 1.0 if t < 15 else 0)
         store.add(float(t), "edge", "pitchey_db_up", {"region": "us-east"}, 1.0)
@@ -17,48 +19,77 @@ def _store() -> SeriesStore:
     return store
 
 
-def test_query_matches_label_subsets_and_time_range() -> None:
+def test_series_are_named_like_prometheus_names_scraped_series() -> None:
     store = _store()
-    [eu] = store.query("pitchey_db_up", {"region": "eu-west"}, start=12, end=16)
-    assert eu.times == (12.0, 13.0, 14.0, 15.0, 16.0) and eu.values == (1, 1, 1, 0, 0)
-    assert len(store.query("pitchey_db_up")) == 3
-    assert [s.target for s in store.query("pitchey_db_up", {"region": "us-east"})] == [
+    [eu] = store.find("pitchey_db_up", {"region": "eu-west"})
+    assert eu.label_map == {"__name__": "pitchey_db_up", "region": "eu-west",
+                            "instance": "edge", "job": "pitchey"}
+    assert (eu.metric, eu.target) == ("pitchey_db_up", "edge")
+    assert [s.target for s in store.find("pitchey_db_up", {"region": "us-east"})] == [
         "edge", "us-east"]
-    assert store.query("pitchey_db_up", target="us-east")[0].labels == {"region": "us-east"}
-    assert store.query("nope") == []
+    assert len(store.select("pitchey_db_up", 0, 20_000)) == 3
+    assert store.find("nope") == [] and store.select("nope", 0, 1) == []
+    assert store.metrics() == ["pitchey_db_up"] and store.targets() == ["edge", "us-east"]
+    # a sample that brings its own instance/job keeps them
+    store.add(0.0, "edge", "up", {"instance": "10.0.0.1:8001", "job": "other"}, 1.0)
+    assert store.find("up")[0].label_map["instance"] == "10.0.0.1:8001"
 
 
-def test_retention_drops_old_points() -> None:
-    store = _store()
-    [eu] = store.query("pitchey_db_up", {"region": "eu-west"})
-    assert eu.times[0] == 9.0 and eu.times[-1] == 19.0
+def test_points_are_in_milliseconds_and_ranges_are_closed() -> None:
+    [eu] = _store().find("pitchey_db_up", {"region": "eu-west"})
+    assert eu.points(12_000, 16_000) == [
+        (12_000, 1.0), (13_000, 1.0), (14_000, 1.0), (15_000, 0.0), (16_000, 0.0)]
+    assert eu.latest() == (19_000, 0.0)
+    assert _store().time_range_ms() == (0, 19_000)
+    assert SeriesStore().time_range_ms() is None
 
 
-def test_instant_applies_staleness() -> None:
-    store = _store()
-    assert {s.labels["region"]: s.value for s in store.instant("pitchey_db_up", target="edge")} \
-        == {"eu-west": 0.0, "us-east": 1.0}
-    [sample] = store.instant("pitchey_db_up", {"region": "eu-west"}, at=14.5)
-    assert (sample.t, sample.value) == (14.0, 1.0)
-    assert store.instant("pitchey_db_up", at=40.0, lookback_s=5) == []
-    assert store.newest_time() == 19.0
+def test_retention_drops_points_older_than_the_newest_by_more_than_it() -> None:
+    [eu] = _store(retention_s=10.0).find("pitchey_db_up", {"region": "eu-west"})
+    assert eu.times[0] == 9_000 and eu.times[-1] == 19_000
 
 
-def test_out_of_order_points_are_dropped_and_version_moves() -> None:
+def test_out_of_order_points_are_dropped_version_moves_and_subscribers_wake() -> None:
     store = SeriesStore()
+    woken: list[int] = []
+    store.subscribe(lambda: woken.append(store.version))
     store.add(2.0, "edge", "up", {}, 1.0)
-    version = store.version
     store.add(1.0, "edge", "up", {}, 0.0)
-    assert store.query("up")[0].values == (1.0,) and store.version == version + 1
+    assert store.find("up")[0].values == [1.0]
+    assert woken == [1, 2]
 
 
-def test_from_a_finished_runs_service_table(tmp_path: Path) -> None:
+def test_counter_resets_and_staleness_are_kept_for_the_evaluator() -> None:
+    series = Series.of({"__name__": "c"}, [(0, 3.0), (1000, 5.0), (2000, 1.0), (3000, 4.0),
+                                           (4000, STALE_NAN)])
+    times, values, resets, n = series.snapshot()
+    assert n == 5 and resets == [0.0, 0.0, 5.0, 5.0, 5.0] and series.stale_points == 1
+
+
+def test_concurrent_writers_lose_nothing() -> None:
+    store = SeriesStore()
+
+    def feed(target: str) -> None:
+        for t in range(500):
+            store.add(float(t), target, "c", {}, float(t))
+
+    threads = [threading.Thread(target=feed, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [len(s.times) for s in store.find("c")] == [500] * 4
+    assert store.version == 4 * 500
+
+
+def test_from_a_finished_run_is_the_store_the_scraper_filled(tmp_path: Path) -> None:
+    samples = [{"t": float(t), "target": "edge", "metric": "pitchey_cache_hits_total",
+                "labels": {"cache": "pitches"}, "value": float(t * 2 % 7)} for t in range(9)]
+    live = SeriesStore()
+    live.add_many(samples)
     writer = new_writer(tmp_path)
-    writer.add_service_samples([
-        {"t": float(t), "target": "edge", "metric": "pitchey_cache_hits_total",
-         "labels": {"cache": "pitches"}, "value": float(t * 2)} for t in range(5)
-    ])
-    run = load_run(writer.finish(Validity.ok()))
-    store = SeriesStore.from_frame(run.service)
-    [series] = store.query("pitchey_cache_hits_total", {"cache": "pitches"})
-    assert series.values == (0.0, 2.0, 4.0, 6.0, 8.0) and store.targets() == ["edge"]
+    writer.add_service_samples(samples)
+    replayed = SeriesStore.from_frame(load_run(writer.finish(Validity.ok())).service)
+    [was], [now] = live.find("pitchey_cache_hits_total"), replayed.find("pitchey_cache_hits_total")
+    assert now.labels == was.labels and now.snapshot() == was.snapshot()
+    assert now.times == [t * 1000 for t in range(9)] and replayed.targets() == ["edge"]

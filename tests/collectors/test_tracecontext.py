@@ -10,7 +10,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from collectors import Validity, load_run
 from collectors.tracecontext import make_traceparent, parse_traceparent, trace_id_of
-from tests.collectors.rundirs import new_writer
+from testing.rundirs import new_writer
 
 
 def test_values_are_valid_and_fresh() -> None:

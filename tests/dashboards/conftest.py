@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 
-from dashboards.demo import DemoSpec, write_demo_run
+from testing.demo import DemoSpec, write_demo_run
+from tests.dashboards.verdicts import judge
 
 SMALL = DemoSpec(endpoints=4, step_s=10)
+# Fast, error-free and well under the product's p95 target: a run the gate passes.
+PASSING = DemoSpec(endpoints=4, step_s=10, steps=(10, 15, 20), base_response_s=0.01,
+                   failure_rate=0.0, scenario_name="passing", start=SMALL.start + 7200)
+# The demo's own error rate (0.2 % and up) is over the product's 0.1 %: a run the gate fails.
+FAILING = DemoSpec(endpoints=4, step_s=10, scenario_name="failing", start=SMALL.start + 10800)
+UNJUDGED = DemoSpec(endpoints=4, step_s=10, steps=(10, 20, 40), scenario_name="unjudged",
+                    start=SMALL.start + 14400)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +34,18 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def judged_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A run the gate passes, one it fails (both with the verdict recorded in summary.json, as
+    `pitchey run` leaves them) and one with no verdict (an older run)."""
+    root = tmp_path_factory.mktemp("judged")
+    runs = {spec.scenario_name: write_demo_run(root, spec)
+            for spec in (PASSING, FAILING, UNJUDGED)}
+    judge(runs["passing"])
+    judge(runs["failing"])
+    return runs
+
+
+@pytest.fixture(scope="session")
 def demo_run(runs_dir: Path) -> Path:
     return next(p for p in runs_dir.iterdir() if p.name.endswith("-demo"))
 
@@ -34,7 +54,7 @@ def demo_run(runs_dir: Path) -> Path:
 def sparse_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Runs that lack pieces: one concurrency level and no service scrape; a broken one."""
     root = tmp_path_factory.mktemp("sparse")
-    from dashboards.demo import DemoRun
+    from testing.demo import DemoRun
 
     run = DemoRun(root, DemoSpec(steps=(30,), step_s=20, endpoints=3, scenario_name="flat"))
     run.write_seconds(20)

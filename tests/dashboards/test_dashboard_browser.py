@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from collectors.recorded_verdict import NO_VERDICT
 from dashboards.app import create_app
 from dashboards.browser import console_errors, serve, wait_for, wait_page_ready
-from dashboards.demo import DemoRun, DemoSpec
+from testing.demo import DemoRun, DemoSpec
+from tests.dashboards.verdicts import judge, recorded
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +42,9 @@ def test_page_renders_without_console_errors(browser: Any, url: str, path: str,
                                              ready: str) -> None:
     console_errors(browser)  # drop what earlier pages logged
     open_page(browser, url + path, ready)
-    tiles = browser.execute_script("return document.querySelectorAll('#verdict-bar .tile').length")
-    assert tiles == 6
-    assert text(browser, "#verdict-status") in ("PASS", "FAIL", "INCOMPLETE")
+    # the newest run (demo-b) has no recorded verdict: the header says so, and judges nothing
+    assert text(browser, "#verdict-status") == "NO VERDICT"
+    assert text(browser, "#verdict-line") == NO_VERDICT
     graphs = browser.execute_script("return document.querySelectorAll('.dash-graph').length")
     drawn = browser.execute_script("return document.querySelectorAll('.dash-graph .main-svg')"
                                    ".length")
@@ -50,18 +52,68 @@ def test_page_renders_without_console_errors(browser: Any, url: str, path: str,
     assert console_errors(browser) == []
 
 
-def test_overview_shows_verdict_numbers_and_every_panel(browser: Any, url: str,
-                                                        demo_run: Path) -> None:
-    open_page(browser, f"{url}/?run={demo_run.name}", "#heatmap-graph")
-    assert "Users reached" in text(browser, "#tile-users")
-    assert text(browser, "#tile-users").splitlines()[1] == "100"
-    assert "ms" in text(browser, "#tile-p95")
-    traces = browser.execute_script(
-        "return document.querySelector('#latency-graph .js-plotly-plot').data.length")
-    assert traces == 3 * 4  # p50/p95/p99 for each of four regions
-    assert browser.execute_script(
-        "return document.querySelector('#heatmap-graph .js-plotly-plot').data[0].type"
-    ) == "heatmap"
+_CHECKS_JS = """
+return Array.from(document.querySelectorAll('#verdict-bar [data-check]')).map(e => [
+    e.dataset.check, e.querySelector('.measured').innerText, e.querySelector('.limit').innerText,
+    e.querySelector('.source').innerText, e.querySelector('.result').innerText]);
+"""
+_PROJECTIONS_JS = """
+return Array.from(document.querySelectorAll('#verdict-projections [data-projection]')).map(
+    e => [e.dataset.projection, e.querySelector('.projection-text').innerText]);
+"""
+
+
+@pytest.fixture(scope="module")
+def judged_url(judged_runs: dict[str, Path],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = next(iter(judged_runs.values())).parent
+    app = create_app(root, cache_dir=tmp_path_factory.mktemp("judged-cache"))
+    with serve(app.server) as base:
+        yield base
+
+
+@pytest.mark.parametrize("name", ["passing", "failing"])
+def test_header_shows_the_verdict_summary_json_records(browser: Any, judged_url: str,
+                                                       judged_runs: dict[str, Path],
+                                                       name: str) -> None:
+    run_dir = judged_runs[name]
+    open_page(browser, f"{judged_url}/?run={run_dir.name}", "#heatmap-graph")
+    verdict = recorded(run_dir)
+    assert verdict["headline"] == {"passing": "PASS", "failing": "FAIL"}[name]
+    assert text(browser, "#verdict-status") == verdict["headline"]
+    assert text(browser, "#verdict-line") == verdict["line"]
+    shown = browser.execute_script(_CHECKS_JS)
+    assert shown == [[f"{c['name']} {c['scope_label']}".strip(), c["measured_text"],
+                      c["limit_text"], c["source"], "PASS" if c["ok"] else "FAIL"]
+                     for c in verdict["checks"]]
+    assert browser.execute_script(_PROJECTIONS_JS) == [
+        [p["name"], p["text"] if p["available"] else f"not available: {p['reason']}"]
+        for p in verdict["projections"]]
+    assert "Projections (model, not measured)" in text(browser, "#verdict-projections")
+    assert "judged" in text(browser, "#verdict-window")
+    assert console_errors(browser) == []
+
+
+def test_header_of_a_run_without_a_verdict(browser: Any, judged_url: str,
+                                           judged_runs: dict[str, Path]) -> None:
+    open_page(browser, f"{judged_url}/?run={judged_runs['unjudged'].name}", "#heatmap-graph")
+    assert text(browser, "#verdict-status") == "NO VERDICT"
+    assert text(browser, "#verdict-line") == NO_VERDICT
+    header = text(browser, "#verdict-bar")
+    assert not {"PASS", "FAIL", "REGRESSION", "INVALID"} & set(header.split())
+    assert browser.execute_script(_CHECKS_JS) == []
+    assert "ms" in text(browser, "#figure-p95")
+
+
+def test_capacity_page_shows_the_gates_projection_beside_the_what_if(
+        browser: Any, judged_url: str, judged_runs: dict[str, Path]) -> None:
+    open_page(browser, f"{judged_url}/capacity?run={judged_runs['failing'].name}",
+              "#cap-result")
+    assert "What-if (your inputs)" in text(browser, "#cap-result")
+    assert browser.execute_script("return document.querySelector('#cap-verdict')") is None
+    gate = text(browser, "#gate-projections")
+    for projection in recorded(judged_runs["failing"])["projections"]:
+        assert projection["name"] in gate
 
 
 def test_capacity_slider_changes_the_what_if(browser: Any, url: str) -> None:
@@ -120,6 +172,7 @@ def test_live_mode_extends_figures_while_the_run_is_written(browser: Any,
     live.write_seconds(12)
     live.flush()
     app = create_app(tmp_path, live_interval_ms=500)
+    console_errors(browser)  # drop what earlier tests logged
     count = ("return document.querySelector('#load-graph .js-plotly-plot').data[0].x.length")
     with serve(app.server) as base:
         open_page(browser, base + "/", "#heatmap-graph")
@@ -137,8 +190,15 @@ def test_live_mode_extends_figures_while_the_run_is_written(browser: Any,
         bins = ("return document.querySelector('#heatmap-graph .js-plotly-plot').data[0]"
                 ".x.length")
         wait_for(lambda: browser.execute_script(bins) >= 17, timeout_s=30, what="new bins")
+        assert text(browser, "#verdict-line") == NO_VERDICT  # live: figures, no verdict
         live.write_seconds(42)
-        live.finish()
+        done = live.finish()
         wait_for(lambda: text(browser, "#live-status") == "run finished", timeout_s=30,
                  what="the run to finish")
-    assert console_errors(browser) == []
+        verdict = judge(done)  # what `pitchey run` does once the run directory is finished
+        wait_for(lambda: text(browser, "#verdict-line") == verdict["line"], timeout_s=30,
+                 what="the header to show the verdict recorded at the end of the run")
+        assert text(browser, "#verdict-status") == verdict["headline"]
+        errors = console_errors(browser)
+        browser.get("about:blank")  # leave before the server stops: no refresh left in flight
+    assert errors == []

@@ -30,7 +30,8 @@ def test_registers_both_commands_with_their_defaults() -> None:
     args = parser().parse_args(["dashboard"])
     assert (args.host, args.port, args.runs) == ("127.0.0.1", 8050, Path("runs"))
     args = parser().parse_args(["capacity", "x"])
-    assert (args.users, args.think_time, args.p95_target, args.json) == (100_000, 30, 100, False)
+    # no what-if unless asked: the product's targets and the scenario's think time
+    assert (args.users, args.think_time, args.p95_target, args.json) == (None, None, None, False)
 
 
 def test_module_imports_only_the_standard_library() -> None:
@@ -46,6 +47,10 @@ def test_capacity_json(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> No
                 "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["run_id"] == demo_run.name
+    # the gate's projections for the product's targets, and the what-if apart
+    assert [p["kind"] for p in report["projections"]] == ["projection"] * 3
+    assert report["what_if"]["inputs"]["origin"] == "what-if (your inputs)"
+    assert report["what_if"]["projections"][0]["name"] == "instances for 50,000 users"
     assert len(report["steps"]) == 6
     law = report["response_time_law"]
     assert law["users"] == 50_000 and law["think_time_s"] == 10
@@ -58,36 +63,42 @@ def test_capacity_json(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_capacity_text(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["capacity", str(demo_run)]) == 0
     out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1].startswith("gate: ")  # the gate's verdict line, no PASS/FAIL of its own
+    assert "projections for the product targets (model, not measured" in out
+    assert "  instances for 100,000 users: " in out
     assert "USL fit (95% CI): sigma = " in out
-    assert "response time law N = X(R+Z): 100,000 users, Z = 30 s" in out
-    assert out.strip().splitlines()[-1] in ("verdict: PASS", "verdict: FAIL")
+    assert "response time law N = X(R+Z): 100,000 users, Z = " in out
+    assert "verdict: PASS" not in out and "verdict: FAIL" not in out
 
 
 def test_capacity_on_a_run_without_steps_explains(sparse_runs: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     flat = next(p for p in sparse_runs.iterdir() if p.name.endswith("-flat"))
-    assert run(["capacity", str(flat)]) == 0
-    assert "no capacity model: a USL fit needs at least 3 distinct" in capsys.readouterr().out
+    assert run(["capacity", str(flat)]) == 3  # INVALID: the run cannot support an answer
+    captured = capsys.readouterr()
+    assert "no capacity model: a USL fit needs at least 3 distinct" in captured.out
+    assert "no answer: a USL fit needs at least 3 distinct" in captured.err
 
 
 @pytest.mark.parametrize("argv", [["capacity", "/nonexistent/run"],
                                   ["dashboard", "--runs", "/nonexistent/runs"]])
-def test_user_errors_are_one_line_and_exit_2(argv: list[str],
+def test_user_errors_are_one_line_and_exit_4(argv: list[str],
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(argv) == 2
+    assert run(argv) == 4
     err = capsys.readouterr().err.strip()
     assert err.startswith("pitchey: /nonexistent/") and "\n" not in err
 
 
 def test_broken_run_names_the_file(sparse_runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["capacity", str(sparse_runs / "20250101T000000Z-broken")]) == 2
+    assert run(["capacity", str(sparse_runs / "20250101T000000Z-broken")]) == 4
     assert "manifest.json: not valid JSON" in capsys.readouterr().err
 
 
 def test_bad_numbers_are_argparse_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parser().parse_args(["capacity", "x", "--users", "-5"])
-    assert info.value.code == 2
+    assert info.value.code == 4
     assert "'-5' must be positive" in capsys.readouterr().err
 
 
@@ -97,6 +108,6 @@ def test_dashboard_on_a_busy_port_is_one_line(runs_dir: Path,
 
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        assert run(["dashboard", "--runs", str(runs_dir), "--port", str(port)]) == 2
+        assert run(["dashboard", "--runs", str(runs_dir), "--port", str(port)]) == 4
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pitchey: cannot listen on 127.0.0.1:{port}: ") and "\n" not in err

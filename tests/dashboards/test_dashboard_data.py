@@ -10,7 +10,7 @@ import pytest
 from collectors import load_run
 from collectors.hdr import Histogram
 from dashboards.data import ALL, build_view, choose_bin_s, extend_view, think_time_s
-from dashboards.demo import DemoRun, DemoSpec
+from testing.demo import DemoRun, DemoSpec
 
 
 def test_choose_bin_s_keeps_bins_bounded() -> None:
@@ -75,7 +75,7 @@ def test_steps_carry_latency_from_the_step_window(demo_run: Path) -> None:
 def test_missing_pieces_become_notes(sparse_runs: Path) -> None:
     flat = next(p for p in sparse_runs.iterdir() if p.name.endswith("-flat"))
     view = build_view(load_run(flat))
-    assert "cost" in view.notes and "seed 003" in view.notes["cost"]
+    assert "cost" in view.notes and "Auto-Scaling document" in view.notes["cost"]
     assert view.steps is not None and len(view.steps) == 1  # one level: no fit possible
 
 

@@ -1,5 +1,5 @@
-"""Fixtures of the gate's tests; the run-directory builder itself lives in rundirs.py and the
-real-run helpers in realruns.py."""
+"""Fixtures of the gate's tests; the run-directory builder itself is testing.rundirs and the
+real-run helpers are in realruns.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.rundirs import RunSpec, WrittenRun, write_run
 from tests.gate.realruns import Result, pitchey, require_pitchey_run, run_dirs
-from tests.gate.rundirs import RunSpec, WrittenRun, write_run
 
 SMOKE_DURATION_S = "15"
 

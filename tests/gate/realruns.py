@@ -153,7 +153,6 @@ users:
   browser: {{weight: 3}}
 think_time: {{min: 0.1s, max: 0.3s}}
 regions: {{us-east: 1}}
-region_targets_ms: {{us-east: 35ms}}
 warmup: 3s
 self_check: {{cpu_percent: 100, cpu_sustain: 1h, lag_p95: 10s}}
 thresholds:

@@ -14,12 +14,7 @@ import pytest
 from collectors.hdr import Histogram
 from collectors.run import load_run
 from collectors.validity import Validity
-from gate.cli import threshold_aborts, window_from_run
 from gate.core import (
-    EXIT_BREACH,
-    EXIT_INVALID,
-    EXIT_PASS,
-    EXIT_REGRESSION,
     AbortMonitor,
     Cell,
     GateConfigError,
@@ -32,7 +27,9 @@ from gate.core import (
     should_abort,
 )
 from gate.thresholds import GateSpec, parse_gate_spec, parse_thresholds
-from tests.gate.rundirs import (
+from gate.window import threshold_aborts, window_from_run
+from pitchey_cli.exitcodes import ExitCode
+from testing.rundirs import (
     CellSpec,
     RunSpec,
     WrittenRun,
@@ -64,11 +61,11 @@ def test_percentiles_come_from_merged_histograms_after_the_warm_up(make_run: Mak
     truth = Histogram.from_values_ms(written.values(after=3))
     assert [c.measured for c in result.checks] == [
         truth.percentile(95), truth.percentile(99.9), truth.max_ms]
-    assert result.exit_code == EXIT_PASS
+    assert result.exit_code == ExitCode.OK
     # without the warm-up the same run fails: the slow start is in the data
     run = load_run(written.path)
     spec = replace(parse_gate_spec(run.scenario), warmup_s=0.0)
-    assert gate(spec, window_from_run(run, 0.0)).exit_code == EXIT_BREACH
+    assert gate(spec, window_from_run(run, 0.0)).exit_code == ExitCode.BREACH
 
 
 def test_global_p95_is_the_merged_one_not_an_average(make_run: MakeRun) -> None:
@@ -89,7 +86,7 @@ def test_breach_names_measured_value_and_limit(make_run: MakeRun) -> None:
     written = make_run(RunSpec(scenario(["p95 < 100ms", "error_rate < 1%"]),
                                {EAST: CellSpec(uniform(150, 250, 100))}, seconds=4))
     _, result = _gate(written)
-    assert result.exit_code == EXIT_BREACH
+    assert result.exit_code == ExitCode.BREACH
     p95 = result.checks[0]
     assert not p95.passed
     expected = Histogram.from_values_ms(written.values()).percentile(95)
@@ -157,7 +154,7 @@ def test_scope_with_no_traffic_after_warm_up_fails_the_threshold(make_run: MakeR
     (check,) = result.checks
     assert check.measured is None and not check.passed
     assert "no requests in scope" in check.message
-    assert result.exit_code == EXIT_BREACH
+    assert result.exit_code == ExitCode.BREACH
 
 
 def test_open_model_runs_gate_on_corrected_latency(make_run: MakeRun) -> None:
@@ -185,7 +182,7 @@ def test_invalid_run_exits_3_even_when_thresholds_pass(make_run: MakeRun) -> Non
                                validity=Validity.invalid("generator CPU above 90% for 12 s")))
     _, result = _gate(written)
     assert result.checks[0].passed
-    assert result.exit_code == EXIT_INVALID
+    assert result.exit_code == ExitCode.INVALID
     assert result.reasons == ("generator CPU above 90% for 12 s",)
 
 
@@ -197,7 +194,7 @@ def test_a_target_that_answers_only_errors_breaches_rather_than_invalidates(
                                {EAST: CellSpec(uniform(0.1, 1, 20), failures=lambda s: 20)},
                                seconds=3))
     _, result = _gate(written)
-    assert result.valid and result.exit_code == EXIT_BREACH
+    assert result.valid and result.exit_code == ExitCode.BREACH
     assert result.checks[0].measured == 1.0
 
 
@@ -205,7 +202,7 @@ def test_nothing_recorded_after_warm_up_is_invalid(make_run: MakeRun) -> None:
     written = make_run(RunSpec(scenario([], warmup="1m"), {EAST: CellSpec(uniform(1, 5, 5))},
                                seconds=3))
     _, result = _gate(written)
-    assert result.exit_code == EXIT_INVALID
+    assert result.exit_code == ExitCode.INVALID
     assert "no request" in result.reasons[0]
 
 
@@ -222,7 +219,7 @@ def test_same_distribution_is_not_a_regression(make_run: MakeRun) -> None:
     current = make_run(RunSpec(scenario(["p95 < 1s"]), {EAST: CellSpec(lognormal(20, 0.5, 300))},
                                seconds=5, seed=2))
     _, result = _gate(current, _window(base))
-    assert result.exit_code == EXIT_PASS
+    assert result.exit_code == ExitCode.OK
     assert {c.metric for c in result.comparisons} == {"p95", "error_rate"}
     assert not result.regressions
 
@@ -233,7 +230,7 @@ def test_slower_run_is_a_regression_with_intervals(make_run: MakeRun) -> None:
     current = make_run(RunSpec(scenario(["p95 < 1s"]), {EAST: CellSpec(lognormal(30, 0.5, 300))},
                                seconds=5, seed=2))
     _, result = _gate(current, _window(base))
-    assert result.exit_code == EXIT_REGRESSION
+    assert result.exit_code == ExitCode.REGRESSION
     (p95,) = [c for c in result.comparisons if c.metric == "p95"]
     assert p95.regressed and p95.verdict == "regression"
     assert p95.current == Histogram.from_values_ms(current.values()).percentile(95)
@@ -253,7 +250,7 @@ def test_noise_on_few_samples_does_not_fail_the_build(make_run: MakeRun) -> None
     assert p95.current is not None and p95.baseline is not None
     assert p95.current > p95.baseline * 1.10  # the point estimates alone would fail the build
     assert not p95.regressed and p95.verdict == "worse, not significant"
-    assert result.exit_code == EXIT_PASS
+    assert result.exit_code == ExitCode.OK
 
 
 def test_error_rate_regression_and_margin(make_run: MakeRun) -> None:
@@ -265,11 +262,11 @@ def test_error_rate_regression_and_margin(make_run: MakeRun) -> None:
                              seconds=5))
     _, result = _gate(worse, _window(base))
     (errors,) = [c for c in result.comparisons if c.metric == "error_rate"]
-    assert errors.regressed and result.exit_code == EXIT_REGRESSION
+    assert errors.regressed and result.exit_code == ExitCode.REGRESSION
     # a 10-point margin tolerates the same worsening
     run = load_run(worse.path)
     spec = replace(parse_gate_spec(run.scenario), error_margin=0.10)
-    assert gate(spec, window_from_run(run, 0), _window(base)).exit_code == EXIT_PASS
+    assert gate(spec, window_from_run(run, 0), _window(base)).exit_code == ExitCode.OK
 
 
 def test_compared_scopes_follow_the_thresholds(make_run: MakeRun) -> None:
@@ -289,10 +286,10 @@ def test_breach_outranks_regression_and_invalid_outranks_both(make_run: MakeRun)
     slow = RunSpec(scenario(["p95 < 10ms"]), {EAST: CellSpec(uniform(50, 60, 200))}, seconds=3)
     _, result = _gate(make_run(slow), _window(base))
     assert result.regressions and result.breaches
-    assert result.exit_code == EXIT_BREACH
+    assert result.exit_code == ExitCode.BREACH
     invalid = replace(slow, validity=Validity.invalid("target unreachable"))
     _, result = _gate(make_run(invalid), _window(base))
-    assert result.exit_code == EXIT_INVALID
+    assert result.exit_code == ExitCode.INVALID
 
 
 def test_baseline_file_round_trip(make_run: MakeRun) -> None:
@@ -393,7 +390,7 @@ def test_abort_monitor_accumulates_after_the_warm_up() -> None:
 
 
 def test_a_run_stopped_by_abort_on_fail_exits_1(make_run: MakeRun) -> None:
-    from tests.gate.rundirs import START
+    from testing.rundirs import START
 
     reason = "p95 < 100ms failed after 12s: p95 = 180ms, limit < 100ms"
     stopped = make_run(RunSpec(scenario(["p95 < 1s"]), {EAST: CellSpec(uniform(1, 5, 50))},
@@ -401,7 +398,7 @@ def test_a_run_stopped_by_abort_on_fail_exits_1(make_run: MakeRun) -> None:
                                    "reason": reason, "threshold": "p95 < 100ms"})]))
     _, result = _gate(stopped)
     assert result.checks[0].passed and result.aborted == (reason,)
-    assert result.exit_code == EXIT_BREACH
+    assert result.exit_code == ExitCode.BREACH
     # the reason should_abort returns is recognised without a threshold field too
     aborting = {"check": "p95 < 1s", "abort_on_fail": True}
     monitor_reason = should_abort(parse_thresholds([aborting]),
@@ -415,4 +412,4 @@ def test_a_run_stopped_by_abort_on_fail_exits_1(make_run: MakeRun) -> None:
     interrupted = make_run(RunSpec(scenario(["p95 < 1s"]), {EAST: CellSpec(uniform(1, 5, 50))},
                                    seconds=3, events=[(START + 2, "abort",
                                                        {"reason": "interrupted"})]))
-    assert _gate(interrupted)[1].exit_code == EXIT_PASS
+    assert _gate(interrupted)[1].exit_code == ExitCode.OK

@@ -13,7 +13,7 @@ import pytest
 
 from collectors.validity import Validity
 from gate.cli import evaluate_cli, main, register
-from tests.gate.rundirs import CellSpec, RunSpec, WrittenRun, lognormal, scenario, uniform
+from testing.rundirs import CellSpec, RunSpec, WrittenRun, lognormal, scenario, uniform
 
 MakeRun = Callable[[RunSpec], WrittenRun]
 CELL = ("europe", "GET /api/pitches", "browser")
@@ -36,10 +36,19 @@ def test_exit_0_pass_with_every_output(make_run: MakeRun, tmp_path: Path,
     code = main([str(run), "--junit", str(junit), "--json", str(out_json),
                  "--markdown", str(markdown)])
     assert code == 0
-    assert "gate: pass (exit 0)" in capsys.readouterr().out
-    assert len(ET.parse(junit).getroot().findall("testcase[@classname='gate.thresholds']")) == 2
-    assert json.loads(out_json.read_text())["exit_code"] == 0
+    assert "gate: PASS (exit 0)" in capsys.readouterr().out
+    verdict = json.loads(out_json.read_text())
+    assert verdict["exit_code"] == 0 and verdict["format"] == "pitchey-verdict"
+    # the scenario's two thresholds, and the product's error rate (its p95 < 100ms is the
+    # scenario's first threshold, judged once)
+    assert [(c["name"], c["source"].split(":")[0]) for c in verdict["checks"]] == [
+        ("p95 < 100ms", "scenario synthetic"), ("error_rate < 1%", "scenario synthetic"),
+        ("error_rate < 0.1%", "product target")]
+    cases = ET.parse(junit).getroot().findall("testcase[@classname='gate.checks']")
+    assert [c.get("name") for c in cases] == [c["name"] for c in verdict["checks"]]
     assert markdown.read_text().startswith("### ✅")
+    # the verdict was recorded in the run's summary.json, the same as the JSON output
+    assert json.loads((run / "summary.json").read_text())["verdict"] == verdict
 
 
 def test_exit_1_threshold_breached(make_run: MakeRun, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,10 @@
 0  the same service through a proxy without delay, gated at loose limits (and the smoke
    scenario on the embedded service: test_smoke_gate.py)
 1  a Pitchey service behind a proxy that delays every answer by 600 ms, gated at p95 < 100ms
-   with abort_on_fail (the run stops early and says so)
-2  the same slow run against a baseline run through a proxy without delay
+   (the product's target, here also the scenario's) with abort_on_fail (the run stops early
+   and says so)
+2  the same slow run against a baseline run through a proxy without delay, judged on loose
+   thresholds without the product's targets
 3  a run against a port nothing listens on (target unreachable)
 4  a malformed threshold or unknown metric, from `pitchey run` and from `pitchey gate`
 """
@@ -128,9 +130,9 @@ LOOSE = ["--threshold", "p95 < 30s", "--threshold", "error_rate < 50%"]
 
 def test_exit_0_fast_target(fast_run: GatedRun) -> None:
     """(The smoke scenario's own pass is test_smoke_gate.py.)"""
-    result = pitchey(["gate", str(fast_run.run_dir), *LOOSE])
+    result = pitchey(["gate", str(fast_run.run_dir), *LOOSE, "--no-product-targets"])
     assert result.code == 0, result.text
-    assert "gate: pass (exit 0)" in result.out
+    assert "gate: PASS (exit 0)" in result.out
 
 
 def test_exit_1_slow_target_breaches_p95(slow_run: GatedRun) -> None:
@@ -139,14 +141,17 @@ def test_exit_1_slow_target_breaches_p95(slow_run: GatedRun) -> None:
     (case,) = [c for c in suite.iter("testcase") if c.get("name") == LIMIT]
     failure = case.find("failure")
     assert failure is not None, ET.tostring(case, "unicode")
-    (p95,) = [t for t in json.loads(slow_run.json.read_text())["thresholds"]
-              if t["threshold"] == LIMIT]
+    verdict = json.loads(slow_run.json.read_text())
+    (p95,) = [c for c in verdict["checks"] if c["name"] == LIMIT and not c["scope"]]
     assert p95["measured"] >= DELAY_MS  # every answer was held back that long
-    message = failure.get("message", "")
-    assert message.startswith("p95 = ") and message.endswith(", limit < 100ms")
+    assert p95["source"] == "scenario gated: thresholds[0], also a product target"
+    assert failure.get("message") == p95["message"]
+    assert p95["message"].startswith(f"p95 = {p95['measured_text']}, limit < 100 ms (")
     # abort_on_fail stopped the run early, and the verdict says so
-    assert "ABORTED: p95 < 100ms failed after" in slow_run.result.out, slow_run.result.text
-    aborted = [c for c in suite.iter("testcase") if c.get("name") == "run was not aborted"]
+    (stop,) = [c for c in verdict["checks"] if c["kind"] == "abort"]
+    assert stop["note"].startswith("p95 < 100ms failed after"), stop
+    assert "p95 < 100ms failed after" in slow_run.result.out, slow_run.result.text
+    aborted = [c for c in suite.iter("testcase") if c.get("name") == stop["name"]]
     assert len(aborted) == 1 and aborted[0].find("failure") is not None
 
 
@@ -154,11 +159,13 @@ def test_exit_2_regression_against_a_fast_baseline(slow_run: GatedRun, fast_run:
                                                    tmp_path: Path) -> None:
     assert fast_run.result.code in (0, 1), fast_run.result.text  # valid run, whatever its p95
     result = pitchey(["gate", str(slow_run.run_dir), "--baseline", str(fast_run.run_dir),
-                      "--json", str(tmp_path / "gate.json"), *LOOSE], timeout_s=60)
+                      "--json", str(tmp_path / "gate.json"), *LOOSE, "--no-product-targets"],
+                     timeout_s=60)
     assert result.code == 2, result.text
     verdict = json.loads((tmp_path / "gate.json").read_text())
     (p95,) = [c for c in verdict["comparisons"] if c["metric"] == "p95" and not c["scope"]]
-    assert p95["regressed"] and p95["current"] > p95["baseline"]
+    assert not p95["ok"] and p95["verdict"] == "regression"
+    assert p95["current"] > p95["baseline"]
     assert p95["current_interval"][0] > p95["baseline_interval"][1]
     # (saved baseline files: tests/gate/test_gate_cli.py, over synthetic runs)
 

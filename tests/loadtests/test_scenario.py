@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from collectors.targets import PRODUCT_TARGETS
 from collectors.units import parse_duration_s, parse_latency_ms
+from gate.thresholds import parse_gate_spec
 from loadtests.scenario import ScenarioError, load_scenario, parse_scenario, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +26,6 @@ users:
   investor: {weight: 3}
   browser: {weight: 1, think_time: 2s}
 regions: {us-east: 30, asia: 20}
-region_targets_ms: {us-east: 35ms, asia: 65}
 thresholds:
   - "p95 < 100ms"
   - {scope: {region: asia}, check: "p95 < 150ms"}
@@ -40,12 +41,41 @@ def test_every_shipped_scenario_loads() -> None:
         assert scenario.max_users > 0
 
 
-def test_geo_100k_holds_the_seed_targets() -> None:
+def test_geo_100k_is_the_product_claim() -> None:
     scenario = load_scenario(ROOT / "scenarios" / "geo-100k.yaml")
-    assert scenario.max_users == 100_000
+    assert scenario.max_users == PRODUCT_TARGETS.users
     assert scenario.regions == {"us-east": 30, "us-west": 25, "europe": 25, "asia": 20}
-    assert scenario.region_targets_ms == {"us-east": 35, "us-west": 42, "europe": 48,
-                                          "asia": 65}
+
+
+def test_no_shipped_scenario_repeats_a_product_target_or_checks_its_user_count() -> None:
+    """The gate judges the product's targets itself; a scenario's user count is a fact of the
+    scenario, never a check."""
+    for path in SHIPPED:
+        spec = parse_gate_spec(load_scenario(path).to_json(), source=str(path))
+        assert spec.product_targets, path
+        for threshold in spec.thresholds:
+            assert threshold.metric != "users", (path, threshold.text)
+            kinds = dict(threshold.scope).get("kind")
+            same_p95 = threshold.metric == "p95" and threshold.limit == PRODUCT_TARGETS.p95_ms \
+                and set(dict(threshold.scope)) <= {"region"} and kinds is None
+            same_errors = threshold.metric == "error_rate" and not threshold.scope \
+                and threshold.limit >= PRODUCT_TARGETS.error_rate \
+                and not threshold.abort_on_fail  # (stopping a run early is another matter)
+            assert not same_p95 and not same_errors, (path, threshold.text)
+
+
+def test_region_targets_are_refused_with_where_to_read_why() -> None:
+    text = GOOD.replace("regions: {us-east: 30, asia: 20}\n",
+                        "regions: {us-east: 30, asia: 20}\nregion_targets_ms: {asia: 65ms}\n")
+    problem = _problem(text)
+    assert problem.startswith("bad.yaml:10: region_targets_ms: region_targets_ms was removed: ")
+    assert problem.endswith("see docs/targets.md")
+
+
+def test_a_compound_warmup_loads_and_the_gate_reads_it_the_same() -> None:
+    scenario = parse_scenario(GOOD.replace("thresholds:", "warmup: 1h30m\nthresholds:"))
+    assert scenario.warmup == 5400
+    assert parse_gate_spec(scenario.to_json()).warmup_s == 5400
 
 
 def test_values_are_read_in_human_units() -> None:
@@ -53,7 +83,6 @@ def test_values_are_read_in_human_units() -> None:
     assert scenario.stages is not None
     assert [s.duration for s in scenario.stages] == [10.0, 60.0]
     assert scenario.think_time_for("browser").min == scenario.think_time_for("browser").max == 2
-    assert scenario.region_targets_ms == {"us-east": 35.0, "asia": 65.0}
     assert parse_duration_s("1h30m") == 5400 and parse_duration_s("250ms") == 0.25
     assert parse_latency_ms("1.5s") == 1500 and parse_latency_ms("80") == 80
 
@@ -83,11 +112,9 @@ def _problem(text: str) -> str:
      "duration"),
     (("  investor: {weight: 3}", "  banker: {weight: 3}"),
      "bad.yaml:7: users.banker: unknown user class 'banker'"),
-    (("asia: 65}", "mars: 65}"), "bad.yaml:10: region_targets_ms.mars: 'mars' is not one of the "
-     "regions (us-east, asia)"),
-    (('"p95 < 100ms"', '"p95 < fast"'), 'bad.yaml:12: thresholds[0] "p95 < fast": expected a '
+    (('"p95 < 100ms"', '"p95 < fast"'), 'bad.yaml:11: thresholds[0] "p95 < fast": expected a '
      "number"),
-    (('check: "p95 < 150ms"', 'check: "p95 < 150"'), "bad.yaml:13: thresholds[1]"),
+    (('check: "p95 < 150ms"', 'check: "p95 < 150"'), "bad.yaml:12: thresholds[1]"),
 ])
 def test_mistakes_name_file_line_and_key(change: tuple[str, str], expected: str) -> None:
     old, new = change
