@@ -11,8 +11,13 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.gate.realruns import Result
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -75,3 +80,67 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+# --- real runs and a real browser, shared by the gate, dashboard and integration tests --------
+
+
+@dataclass
+class SmokeGate:
+    """A real `pitchey run ... --gate` with its outputs: console result, run directory, and the
+    JUnit, JSON and Markdown files the gate wrote."""
+
+    result: Result
+    run_dir: Path
+    junit: Path
+    json: Path
+    markdown: Path
+
+
+SMOKE_DURATION_S = "15"
+
+
+def gated_run(root: Path, scenario: str, *extra: str, timeout_s: float = 240.0) -> SmokeGate:
+    """`pitchey run SCENARIO --gate` with every gate output, into `root`."""
+    from tests.gate.realruns import pitchey, require_pitchey_run, run_dirs
+
+    require_pitchey_run()
+    outputs = SmokeGate(Result(-1, "", ""), root, root / "gate/junit.xml",
+                        root / "gate/gate.json", root / "gate/summary.md")
+    outputs.result = pitchey(["run", scenario, *extra, "--out", str(root / "runs"), "--gate",
+                              "--junit", str(outputs.junit), "--json", str(outputs.json),
+                              "--markdown", str(outputs.markdown)], timeout_s=timeout_s)
+    dirs = run_dirs(root / "runs")
+    assert len(dirs) == 1, outputs.result.text
+    outputs.run_dir = dirs[0]
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def smoke_gate(tmp_path_factory: pytest.TempPathFactory) -> SmokeGate:
+    """`pitchey run smoke --gate` against the embedded service, once per session."""
+    return gated_run(tmp_path_factory.mktemp("smoke"), "smoke",
+                     "--duration", SMOKE_DURATION_S)
+
+
+def require_browser() -> None:
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not os.path.exists(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}, and CI=true requires it")
+    pytest.skip(f"{message}; skipped outside CI")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from dashboards.browser import chromium
+
+    with chromium() as driver:
+        yield driver

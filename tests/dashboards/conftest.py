@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,29 +70,6 @@ def _empty_service(file: Path) -> None:
 
     table = pq.read_table(file)
     pq.write_table(table.slice(0, 0), file)
-
-
-def require_browser() -> None:
-    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not os.path.exists(p)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}, and CI=true requires it")
-    pytest.skip(f"{message}; skipped outside CI")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from dashboards.browser import chromium
-
-    with chromium() as driver:
-        yield driver
 
 
 def manifest(path: Path) -> dict[str, Any]:

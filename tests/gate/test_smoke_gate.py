@@ -3,7 +3,7 @@
 `pitchey run smoke --gate` starts the platform, loads it from four regions with real Locust
 processes, writes the run directory and gates it: the verdict must be a pass, its outputs must
 be complete, and its figures must be the run's own merged-histogram figures.
-(tests/gate/test_one_verdict.py checks that every view of this run shows the same verdict.)
+(tests/integration/test_one_verdict.py checks that every view of this run shows the same verdict.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from collectors.run import load_run
 from gate.thresholds import parse_gate_spec
-from tests.gate.conftest import SmokeGate
+from tests.conftest import SmokeGate
 
 pytestmark = pytest.mark.integration
 # loadtests.selfcheck's wording for a generator that is itself the bottleneck

@@ -12,6 +12,7 @@ the `--json`, JUnit and Markdown outputs, `pitchey gate RUN_DIR` judging it agai
 
 from __future__ import annotations
 
+import html
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -110,7 +111,7 @@ def _ci_outputs_agree(gated: SmokeGate, verdict: RunVerdict, recorded: dict[str,
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["line"] == verdict.line
     assert properties["exit_code"] == str(int(verdict.exit_code))
-    markdown = gated.markdown.read_text()
+    markdown = html.unescape(gated.markdown.read_text())  # Markdown escapes < and >
     assert verdict.line in markdown
     for check in verdict.checks:
         assert check.measured_text in markdown, check.key
@@ -155,14 +156,14 @@ def _dashboard_and_report_agree(gated: SmokeGate, recorded: dict[str, Any], brow
     assert browser.execute_script(_PROJECTIONS_JS) == projections
     assert console_errors(browser) == []
 
-    html = tmp_path / "report.html"
-    made = pitchey(["report", str(gated.run_dir), "--html", str(html)], timeout_s=120)
+    report = tmp_path / "report.html"
+    made = pitchey(["report", str(gated.run_dir), "--html", str(report)], timeout_s=120)
     assert made.code == 0, made.text
-    page = report_rows(html.read_text(), "check")
+    page = report_rows(report.read_text(), "check")
     assert [page.by_id["verdict-status"], page.by_id["verdict-line"]] == shown
     assert [[key, cells[2], cells[3], cells[4].upper()] for key, cells in page.rows.items()] \
         == checks
-    rows = report_rows(html.read_text(), "projection").rows
+    rows = report_rows(report.read_text(), "projection").rows
     assert [[key, cells[1]] for key, cells in rows.items()] == projections
 
 
