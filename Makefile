@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: run test lint typecheck check bench screenshots serve seed clean help sysdeps venv
 
 help:
-	@echo "make run    - create .venv, install, run the baseline scenario and open its results"
+	@echo "make run    - create .venv, install, run the baseline and capacity scenarios and open the results"
 	@echo "make test   - create .venv if needed, install everything, run every test"
 	@echo "make bench  - run the ratio benchmarks side by side and print the figures"
 	@echo "make lint   - ruff + mypy"
@@ -53,10 +53,13 @@ lint: $(STAMP)
 check: lint test
 
 # The main job: the baseline geo scenario against the embedded platform (it seeds demo data
-# and starts the platform itself), then the dashboard on the runs it wrote. `pitchey run` exits
-# with the gate's verdict (1 breach, 3 invalid); the dashboard opens either way to show why.
+# and starts the platform itself), then the capacity breakpoint run (arrivals in steps until
+# p95 passes the target: the measured capacity of one instance), then the dashboard on the runs
+# they wrote. `pitchey run` exits with the gate's verdict (1 breach, 3 invalid); the `-`
+# prefixes keep going either way, and the dashboard shows why.
 run: $(STAMP) $(SYSDEPS_STAMP)
 	-$(BIN)/pitchey run baseline --out runs
+	-$(BIN)/pitchey run capacity --out runs
 	@echo "opening the dashboard on runs/ at http://127.0.0.1:8050 (Ctrl-C to stop)"
 	$(BIN)/pitchey dashboard --runs runs
 

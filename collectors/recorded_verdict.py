@@ -151,6 +151,7 @@ class RecordedVerdict:
     comparisons: tuple[ComparisonRecord, ...]
     baseline_source: str | None
     projections: tuple[ProjectionRecord, ...]
+    capacity_line: str = ""  # what the run measured of one instance's capacity, if anything
 
     @property
     def failed_checks(self) -> tuple[CheckRecord, ...]:
@@ -274,6 +275,8 @@ def read_verdict(summary: Mapping[str, Any] | None) -> RecordedVerdict | None:
         baseline_source=(str(baseline.get("source")) if isinstance(baseline, Mapping)
                          else None),
         projections=tuple(_projection(p) for p in _records(raw, "projections")),
+        capacity_line=(_text(raw["capacity"], "line")
+                       if isinstance(raw.get("capacity"), Mapping) else ""),
     )
 
 

@@ -187,8 +187,11 @@ def _verdict_section(summary: Mapping[str, Any]) -> str:
     if not verdict.valid:
         reasons = "; ".join(verdict.invalid_reasons) or "no reason recorded"
         parts.append(f"<p class=bad id=verdict-validity>Invalid run: {html.escape(reasons)}</p>")
-    parts += [_checks_table(verdict), _comparisons_table(verdict), _projections_table(verdict),
-              "</section>"]
+    parts += [_checks_table(verdict), _comparisons_table(verdict)]
+    if verdict.capacity_line:
+        parts.append(f"<p><b>Measured capacity of one instance:</b> <span id=verdict-capacity>"
+                     f"{html.escape(verdict.capacity_line)}</span></p>")
+    parts += [_projections_table(verdict), "</section>"]
     return "".join(parts)
 
 

@@ -159,10 +159,10 @@ def inputs_for(view: RunView, settings: Settings) -> ProjectionInputs:
 
 
 def capacity_for(view: RunView, settings: Settings) -> CapacityModel:
-    """USL fit of the run's steps and the instances the what-if needs (the gate's model)."""
-    problem = view.notes.get("capacity", "The run has no concurrency steps.")
-    return model_from_steps(view.steps if view.steps is not None and not view.steps.empty
-                            else None, problem, inputs_for(view, settings))
+    """The capacity estimate of the run's steps (knee, X_max, USL) and the instances the
+    what-if needs: the gate's model, asked with the user's inputs."""
+    problem = view.notes.get("capacity", "The run has no load steps.")
+    return model_from_steps(view.steps, problem, inputs_for(view, settings))
 
 
 def format_interval(low: float, high: float, digits: int = 3) -> str:

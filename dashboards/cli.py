@@ -7,7 +7,8 @@ stderr and exit 4 (`ExitCode.CONFIG`).
 `pitchey capacity RUN_DIR` judges nothing of its own: it prints the gate's verdict line and
 the verdict's projections for the product's targets (the numbers summary.json records), then
 the capacity model behind them. It exits 0 when the run supports an answer and 3 (INVALID)
-when it cannot (too few concurrency steps, say), saying why. `--users`, `--think-time`,
+when it cannot (no load steps and no service demand, or the first step already
+missed the p95 target), saying why. `--users`, `--think-time`,
 `--p95-target`, `--headroom` and `--budget` ask a what-if, labelled as such.
 """
 
@@ -73,9 +74,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "targets (instances, cores and monthly cost for "
                     f"{PRODUCT_TARGETS.users:,} users at p95 < {PRODUCT_TARGETS.p95_ms:g} ms, "
                     f"budget ${PRODUCT_TARGETS.budget_usd_month:,.0f}), then the model behind "
-                    "them: the USL fit of the run's concurrency steps, the response time law "
-                    "N = X(R+Z) and the sizing. Any of --users, --think-time, --p95-target, "
-                    "--headroom or --budget asks a what-if, labelled as such.",
+                    "them: the run's load steps, the knee at the p95 target (bootstrap "
+                    "interval), X_max from service demand, the USL cross-check, the response "
+                    "time law X/N = 1/(R+Z) and the sizing. Any of --users, --think-time, "
+                    "--p95-target, --headroom or --budget asks a what-if, labelled as such.",
         epilog="exit codes: 0 answered, 3 the run cannot support an answer (the reason is "
                "printed), 4 bad input (a missing or broken run directory, a bad flag)")
     cap.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -221,10 +223,6 @@ def _answer(projections: Any) -> dict[str, Any]:
     return {"answered": instances.available, "reason": instances.reason}
 
 
-def _ci(ci: Any) -> str:
-    return f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
-
-
 def _projection_lines(projections: list[dict[str, Any]]) -> list[str]:
     lines = []
     for projection in projections:
@@ -235,7 +233,7 @@ def _projection_lines(projections: list[dict[str, Any]]) -> list[str]:
 
 def _text(report: dict[str, Any]) -> str:
     lines = [f"run {report['run_id']} ({report['scenario']}): "
-             f"{len(report['steps'])} concurrency steps",
+             f"{len(report['steps'])} load steps",
              report["verdict"]["line"],
              "projections for the product targets (model, not measured; from the verdict):",
              *_projection_lines(report["projections"])]
@@ -252,32 +250,43 @@ def _text(report: dict[str, Any]) -> str:
 
 
 def _model_lines(report: dict[str, Any]) -> list[str]:
-    fit = report.get("usl")
-    if fit is None:
-        return [f"  no capacity model: {report['problem']}"]
-    ci = f"{fit['confidence']:.0%} CI"
-    lines = [
-        f"  USL fit ({ci}): sigma = {fit['sigma']:.4g}{_ci(fit['sigma_ci'])}, "
-        f"kappa = {fit['kappa']:.4g}{_ci(fit['kappa_ci'])}, "
-        f"lambda = {fit['lambda']:.4g}{_ci(fit['lambda_ci'])} req/s per user, "
-        f"R^2 = {fit['r_squared']:.4f}",
-        f"  one instance peaks at {fit['max_throughput']:,.1f} req/s"
-        + (f" with {fit['peak_users']:,.0f} users" if fit["peak_users"] else ""),
+    lines = [f"  steps ({'offered rate' if report['load'] == 'rate' else 'concurrent users'}, "
+             "throughput, p95, errors):"]
+    column = "rate" if report["load"] == "rate" else "users"
+    for step in report["steps"]:
+        p95 = step.get("p95_ms")
+        lines.append(f"    {step.get(column) or 0:>10,.4g}  {step.get('throughput') or 0:>9,.1f} "
+                     f"req/s  p95 {'-' if p95 is None else f'{p95:,.1f} ms':>10}  errors "
+                     f"{(step.get('error_rate') or 0):.2%}")
+    estimate = report.get("estimate")
+    if estimate is None:
+        return [*lines, f"  no capacity estimate: {report['problem']}"]
+    knee = estimate["knee"]
+    lines += [
+        f"  knee: {knee['text'] if knee else 'no steps'}",
+        "  X_max: " + (f"{estimate['x_max_rps']:,.1f} req/s ({estimate['x_max_note']})"
+                       if estimate["x_max_rps"] else estimate["x_max_note"] or "none"),
+        f"  USL cross-check: {estimate['usl_note'] or 'none'}",
+        f"  trusted: {estimate['trusted']}: {estimate['why']}",
+        *[f"  disagreement: {text}" for text in estimate["disagreements"]],
     ]
     law, plan = report.get("response_time_law"), report.get("plan")
     if law is not None:
-        lines.append(f"  response time law N = X(R+Z): {law['users']:,.0f} users, Z = "
-                     f"{law['think_time_s']:g} s, R = {law['response_ms']:.1f} ms -> "
-                     f"X = {law['throughput_rps']:,.0f} req/s")
-    if plan is not None and plan["instances"] is not None:
-        ci_text = (f" (95% CI {plan['instances_ci'][0]:,.0f}-{plan['instances_ci'][1]:,.0f})"
-                   if plan["instances_ci"] else "")
-        lines += [
-            f"  one instance meets p95 <= {plan['p95_target_ms']:g} ms up to "
-            f"{plan['per_instance_users']:,.0f} users = {plan['per_instance_rps']:,.1f} req/s",
-            f"  instances needed with {plan['headroom']:.0%} headroom: {plan['instances']:,}"
-            + ci_text,
-        ]
+        lines.append(f"  response time law X/N = 1/(R+Z): {law['users']:,.0f} users, Z = "
+                     f"{law['think_time_s']:g} s, R = {law['response_ms']:.1f} ms "
+                     f"({law['response_source']}) -> X = {law['throughput_rps']:,.0f} req/s")
     if plan is not None:
-        lines += [f"  note: {reason}" for reason in plan["reasons"]]
+        ci = plan["instances_ci"]
+        low, high = plan["per_instance_range"]
+        lines += [
+            f"  one instance at p95 <= {plan['p95_target_ms']:g} ms: "
+            f"{plan['per_instance_rps']:,.1f} req/s (range {low:,.1f}-{high:,.1f})",
+            f"  instances needed with {plan['headroom']:.0%} headroom: {plan['instances']:,}"
+            + (f" (range {ci[0]:,.0f}-{ci[1]:,.0f})" if ci else ""),
+        ]
+        if plan["cores"] is not None:
+            value, c_low, c_high = plan["cores"]
+            lines.append(f"  CPU cores: {value:,.0f} (range {c_low:,.0f}-{c_high:,.0f}), "
+                         f"{plan['cores_per_instance']:g} per instance "
+                         f"({plan['cores_source']})")
     return lines

@@ -9,9 +9,10 @@ from typing import Any
 import dash_ag_grid as dag
 from dash import dcc, html
 
-from collectors.models.cost import CostBreakdown
+from collectors.models.cost import CostBreakdown, reference_comparison
 from collectors.models.prices import default_price_table
 from collectors.models.recommendations import Recommendation
+from collectors.models.tornado import cost_tornado
 from dashboards.analysis import WHAT_IF_ORIGIN, Settings, format_interval
 from dashboards.catalog import RunInfo
 from dashboards.data import ALL, RunView
@@ -23,6 +24,7 @@ from dashboards.figures import (
     load_figure,
     seed_comparison_figure,
 )
+from dashboards.figures.cost import tornado_figure
 from dashboards.style import CARD, COLORS, NOTE
 from dashboards.verdict_header import gate_projections
 from gate.projections import CapacityModel
@@ -178,69 +180,112 @@ def what_if_controls(prefix: str, view: RunView, settings: Settings, *,
 
 
 def fit_table(result: CapacityModel) -> html.Table | html.P:
-    fit = result.fit
-    if fit is None:
-        return html.P(result.problem or "No fit.", style=NOTE)
-    level = f"{fit.confidence:.0%} CI"
+    """The three figures of one instance's capacity (knee, X_max, USL) and which is trusted."""
+    estimate = result.estimate
+    if estimate is None:
+        return html.P(result.problem or "No capacity estimate.", style=NOTE)
+    found = estimate.knee
 
-    def row(name: str, value: float, ci: Any, meaning: str) -> html.Tr:
-        text = format_interval(ci.low, ci.high) if ci is not None else "n/a (too few steps)"
-        return html.Tr([html.Td(name), html.Td(f"{value:.4g}"), html.Td(text),
+    def row(name: str, value: float | None, low: float | None, high: float | None,
+            meaning: str) -> html.Tr:
+        shown = "-" if value is None else f"{value:,.1f} req/s"
+        spread = format_interval(low, high) if low is not None and high is not None else ""
+        return html.Tr([html.Td(name), html.Td(shown), html.Td(spread),
                         html.Td(meaning, style=NOTE)])
 
-    peak = "none (no crosstalk)" if math.isinf(fit.peak_users) else f"{fit.peak_users:,.0f}"
+    rows = [
+        row("knee", None if found is None else found.throughput_rps,
+            None if found is None else found.low, None if found is None else found.high,
+            "no steps" if found is None else found.text),
+        row("X_max", estimate.x_max_rps, None, None, estimate.x_max_note or "no CPU series"),
+        row("USL peak", estimate.usl_peak_rps, None, None, estimate.usl_note or "no fit"),
+        html.Tr([html.Td("trusted"), html.Td(estimate.trusted), html.Td(""),
+                 html.Td(estimate.why, style=NOTE)]),
+        *[html.Tr([html.Td("disagreement"), html.Td(""), html.Td(""),
+                   html.Td(text, style=NOTE)]) for text in estimate.disagreements],
+    ]
     return html.Table([
-        html.Thead(html.Tr([html.Th("parameter"), html.Th("estimate"), html.Th(level),
-                            html.Th("meaning")])),
-        html.Tbody([
-            row("σ", fit.sigma, fit.sigma_ci, "contention (serial fraction)"),
-            row("κ", fit.kappa, fit.kappa_ci, "crosstalk (coherency delay)"),
-            row("λ", fit.lam, fit.lam_ci, "requests/s of one user without contention"),
-            html.Tr([html.Td("R²"), html.Td(f"{fit.r_squared:.4f}"), html.Td(""),
-                     html.Td(f"{fit.points} steps; peak throughput at N* = {peak}",
-                             style=NOTE)]),
-        ]),
+        html.Thead(html.Tr([html.Th("figure"), html.Th("one instance"),
+                            html.Th("95% interval"), html.Th("how")])),
+        html.Tbody(rows),
     ], id="cap-fit-table", style={"width": "100%"})
 
 
 def capacity_result(result: CapacityModel, settings: Settings, view: RunView,
                     cost: CostBreakdown) -> html.Div:
-    """The what-if answer for the sliders' inputs, beside the gate's own projections."""
-    return html.Div([_what_if(result, settings, view, cost), gate_projections(view)],
+    """Measured (the steps, the knee, X_max) beside projected (the what-if for the sliders'
+    inputs and the gate's own projections, each with its assumptions)."""
+    return html.Div([_measured(result, settings),
+                     html.Div([_what_if(result, settings, view, cost), gate_projections(view)],
+                              id="cap-projected", style={"flex": "3", "minWidth": "360px"})],
                     style={"display": "flex", "gap": "14px", "flexWrap": "wrap"})
+
+
+def _measured(result: CapacityModel, settings: Settings) -> html.Div:
+    """What the run measured: per step the load, throughput, p95 and errors; the knee; X_max."""
+    steps, estimate = result.steps, result.estimate
+    column = "rate" if result.load == "rate" else "users"
+    head = html.Tr([html.Th("offered" if column == "rate" else "users"), html.Th("req/s"),
+                    html.Th("p95 ms"), html.Th("errors"), html.Th("held")])
+    body = []
+    for row in ([] if steps is None else steps.sort_values(column).to_dict("records")):
+        p95, err = row["p95_ms"], row.get("error_rate") or 0.0
+        held = p95 == p95 and p95 <= settings.p95_target_ms and err <= 0.01
+        body.append(html.Tr([html.Td(f"{row[column]:,.4g}"),
+                             html.Td(f"{row['throughput']:,.1f}"),
+                             html.Td("-" if p95 != p95 else f"{p95:,.1f}"),
+                             html.Td(f"{err:.2%}"), html.Td("yes" if held else "no")]))
+    lines = [] if estimate is None else [
+        f"Knee at p95 ≤ {settings.p95_target_ms:g} ms: "
+        + (estimate.knee.text if estimate.knee is not None else "no steps"),
+        "X_max (CPU ceiling): " + (f"{estimate.x_max_rps:,.1f} req/s, {estimate.x_max_note}"
+                                   if estimate.x_max_rps else estimate.x_max_note or "none"),
+        f"USL cross-check: {estimate.usl_note or 'none'}",
+    ]
+    return html.Div([
+        html.H4("Measured (this run's steps)"),
+        html.Table([html.Thead(head), html.Tbody(body)], id="cap-steps",
+                   style={"width": "100%"}) if body else
+        html.P(result.problem or "The run has no load steps.", style=NOTE),
+        html.Ul([html.Li(line) for line in lines]),
+    ], id="cap-measured", style={**CARD, "flex": "2", "minWidth": "320px"})
 
 
 def _what_if(result: CapacityModel, settings: Settings, view: RunView,
              cost: CostBreakdown) -> html.Div:
     """The response-time-law projection for the user's inputs, in words: a what-if."""
-    plan = result.plan
+    sizing, estimate = result.sizing, result.estimate
     think = settings.think_for(view)
-    if plan is None:
-        return html.Div(message_page(WHAT_IF, result.problem or "No capacity model."),
-                        id="cap-result", style={"flex": "3", "minWidth": "360px"})
-    met = plan.passes and cost.within_budget
+    if sizing is None or estimate is None:
+        return html.Div(message_page(WHAT_IF, result.problem or "No capacity estimate."),
+                        id="cap-result")
+    met = cost.within_budget
     background, color = COLORS[met]
+    ci = sizing.instances_ci
+    cores = sizing.cores
     lines = [
-        f"Response time law: N = X·(R + Z) → {settings.users:,.0f} users at Z = {think:g} s and "
-        f"R = {plan.response_s * 1000:,.1f} ms offer X = {plan.required_rps:,.0f} requests/s.",
-        (f"One instance meets p95 ≤ {settings.p95_target_ms:g} ms up to "
-         f"{plan.per_instance_users:,.0f} concurrent users = {plan.per_instance_rps:,.1f} "
-         "requests/s." if plan.per_instance_rps else "No instance meets the p95 target."),
-        (f"Instances needed with {settings.headroom:.0%} headroom: {plan.instances:,}"
-         + (f" (95% CI {plan.instances_ci.low:,.0f}–{plan.instances_ci.high:,.0f})"
-            if plan.instances_ci else "") if plan.instances else "Instances needed: -"),
+        f"Response time law: X/N = 1/(R + Z) → {settings.users:,.0f} users at Z = {think:g} s "
+        f"and R = {sizing.response_s * 1000:,.1f} ms ({sizing.response_source}) offer "
+        f"X = {sizing.required_rps:,.0f} requests/s.",
+        f"One instance holds p95 ≤ {settings.p95_target_ms:g} ms at "
+        f"{sizing.per_instance_rps:,.1f} requests/s (range {sizing.per_instance_low:,.1f}–"
+        f"{sizing.per_instance_high:,.1f}; trusted: {estimate.trusted}).",
+        f"Instances needed with {settings.headroom:.0%} headroom: {sizing.instances:,}"
+        + (f" (range {ci.low:,.0f}–{ci.high:,.0f})" if ci else ""),
+        (f"CPU cores: {cores[0]:,.0f} (range {cores[1]:,.0f}–{cores[2]:,.0f}) at "
+         f"{sizing.cores_per_instance:g} per instance ({sizing.cores_source})"
+         if cores is not None else "CPU cores: unknown"),
         f"Projected cost at that load: ${cost.total_usd:,.0f}/month against "
         f"${cost.budget_usd:,.0f}.",
-        *plan.reasons,
+        *estimate.disagreements,
     ]
-    outcome = ("your p95 target is reachable within your budget" if met
-               else "your p95 target or budget is not met")
+    outcome = ("within your budget" if met else "over your budget")
     return html.Div([
         html.H4(WHAT_IF),
         html.Span(outcome, id="cap-outcome", style={"color": color, "fontWeight": 700}),
         html.Ul([html.Li(line) for line in lines]),
-    ], id="cap-result", style={**CARD, "background": background, "flex": "3",
-                               "minWidth": "360px"})
+        html.P(f"Why this figure: {estimate.why}", style=NOTE),
+    ], id="cap-result", style={**CARD, "background": background})
 
 
 def capacity_page(view: RunView, settings: Settings) -> html.Div:
@@ -283,7 +328,7 @@ def cost_sections(view: RunView, cost: CostBreakdown,
     ])
     drivers = [{"group": d.group, "label": d.label,
                 "quantity": f"{d.monthly_quantity:,.0f} {d.unit}", "cost": round(d.cost_usd, 2),
-                "basis": d.basis, "note": d.note} for d in cost.drivers]
+                "basis": d.basis_text or d.basis, "note": d.note} for d in cost.drivers]
     recs = html.Ol([html.Li([
         html.B(f"{r.title}: save ${r.saving_usd:,.0f}/month"),
         html.Span(f" ({r.origin})", style=NOTE), html.Br(),
@@ -293,9 +338,10 @@ def cost_sections(view: RunView, cost: CostBreakdown,
         html.Div(summary, style=CARD),
         gate_projections(view),
         html.Div([dcc.Graph(id="cost-breakdown", figure=breakdown_figure(cost))], style=CARD),
+        _tornado_section(cost),
         html.Div([dcc.Graph(id="cost-burn", figure=burn_figure(cost)),
                   dcc.Graph(id="cost-seed", figure=seed_comparison_figure(
-                      cost, prices.reference_estimates))], style=CARD),
+                      cost, prices.reference_estimates)), _reference_table(cost)], style=CARD),
         html.Div([html.H4("Recommendations, re-priced with this model"), recs], style=CARD),
         html.Div([html.H4("Drivers: what was measured and what was assumed"),
                   dag.AgGrid(id="cost-drivers", columnDefs=_DRIVER_COLUMNS, rowData=drivers,
@@ -303,6 +349,43 @@ def cost_sections(view: RunView, cost: CostBreakdown,
                              dashGridOptions={"domLayout": "autoHeight"},
                              columnSize="autoSize", style={"height": None})], style=CARD),
     ]
+
+
+def _tornado_section(cost: CostBreakdown) -> html.Div:
+    """The assumptions' tornado: which one moves the total most, and the total's range."""
+    spread = cost_tornado(cost)
+    if spread is None:
+        return html.Div(html.P("No tornado: this profile was not measured from a run.",
+                               style=NOTE), id="cost-tornado-note", style=CARD)
+    largest = spread.largest
+    lead = (f"The largest swing is {largest.label}: ${largest.swing_usd:,.0f}/month between "
+            f"the ends of its range ({largest.why})." if largest else "No assumption moves it.")
+    return html.Div([
+        html.H4(f"Assumptions: ${spread.low_usd:,.0f}–${spread.high_usd:,.0f}/month "
+                f"(central ${spread.central_usd:,.0f})", id="cost-range"),
+        html.P([lead, html.Br(), f"Range: {spread.combination}. Measured figures are not "
+                "varied."], style=NOTE),
+        dcc.Graph(id="cost-tornado", figure=tornado_figure(spread)),
+    ], style=CARD)
+
+
+def _reference_table(cost: CostBreakdown) -> html.Div:
+    """The document's own estimate, item by item, beside the model's cost of the same item."""
+    ref = reference_comparison(cost)
+    head = html.Tr([html.Th(t) for t in ("item (document)", "document $/month",
+                                         "this model $/month")])
+    rows = [html.Tr([html.Td(r.document_label), html.Td(f"${r.document_usd:,.0f}"),
+                     html.Td(f"${r.model_usd:,.0f}")]) for r in ref.rows]
+    total = html.Tr([html.Th("Total"), html.Th(f"${ref.items_total_usd:,.0f}"),
+                     html.Th(f"${ref.model_total_usd:,.0f}")])
+    return html.Div([
+        html.H4("The document's own estimate beside this model"),
+        html.Table([html.Thead(head), html.Tbody([*rows, total])], id="cost-reference"),
+        html.P([f"Source: {ref.source}. Check: {ref.check_text}.", html.Br(),
+                f"The model's column prices {cost.load.users:,.0f} users at this run's measured "
+                "mix, with every assumption at its centre."],
+               id="cost-reference-check", style=NOTE),
+    ])
 
 
 def cost_page(view: RunView, settings: Settings) -> html.Div:

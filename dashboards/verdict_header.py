@@ -36,6 +36,7 @@ from dashboards.style import CARD, COLORS, NOTE, STATUS_COLORS
 __all__ = ["PROJECTIONS_LABEL", "gate_projections", "verdict_bar", "verdict_of"]
 
 PROJECTIONS_LABEL = "Projections (model, not measured)"
+CAPACITY_LABEL = "Measured capacity of one instance"
 _SMALL = {"fontSize": "11px"}
 _ROW = {"display": "flex", "gap": "8px", "flexWrap": "wrap"}
 _GREY = COLORS[None]
@@ -185,6 +186,10 @@ def verdict_bar(view: RunView) -> html.Div:
             _comparison_tile(c, s) for c, s in zip(
                 comparisons, unique_slugs([c.key for c in comparisons]), strict=True)],
             "verdict-comparisons"))
+    if verdict.capacity_line:
+        parts.append(html.Div([html.Span(f"{CAPACITY_LABEL}: ", style={"fontWeight": 600}),
+                               html.Span(verdict.capacity_line, id="verdict-capacity")],
+                              style={**NOTE, "marginTop": "8px"}))
     parts.append(_projections_section(verdict.projections))
     return html.Div(parts, style={**CARD, "background": colors[0]}, id="verdict-bar",
                     className=f"verdict verdict-{verdict.status}")

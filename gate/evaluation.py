@@ -30,7 +30,7 @@ from gate.core import (
     measure,
     run_validity,
 )
-from gate.projections import product_inputs, project
+from gate.projections import product_inputs, project_with_capacity
 from gate.record import record_verdict
 from gate.thresholds import GateSpec, MetricKind, Threshold, format_value, parse_gate_spec
 from gate.verdict import (
@@ -85,12 +85,13 @@ def evaluate_run(
     source = baseline_source if baseline is not None else None
     status = status_of(validity, checks, comparisons)
     moment = (evaluated_at or datetime.now(UTC)).astimezone(UTC)
+    projections, capacity = project_with_capacity(run, bounds, product_inputs(run, targets))
     return RunVerdict(
         status=status, line=verdict_line(status, validity, checks, comparisons, source),
         evaluated_at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
         window=VerdictWindow(bounds.start, bounds.end, bounds.warmup_s, bounds.duration_s),
         validity=validity, checks=tuple(checks), comparisons=comparisons, baseline=source,
-        projections=project(run, bounds, product_inputs(run, targets)),
+        projections=projections, capacity=capacity,
         run_id=run.run_id, scenario=run.scenario_name,
     )
 

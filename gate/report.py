@@ -17,9 +17,11 @@ from typing import Any
 
 from gate.verdict import Check, ComparisonOutcome, Projection, RunVerdict
 
-__all__ = ["ReportMeta", "console_table", "dumps", "to_json", "to_junit", "to_markdown"]
+__all__ = ["CAPACITY_LABEL", "ReportMeta", "console_table", "dumps", "to_json", "to_junit",
+           "to_markdown"]
 
 PROJECTIONS_LABEL = "projections (model, not measured; they never fail the gate)"
+CAPACITY_LABEL = "measured capacity of one instance"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ def to_markdown(verdict: RunVerdict, meta: ReportMeta) -> str:
     lines += _markdown_checks(verdict.checks)
     if verdict.comparisons:
         lines += _markdown_comparisons(verdict.comparisons, verdict.baseline)
+    if verdict.capacity is not None:
+        lines += ["", f"**{CAPACITY_LABEL}:** {_md(str(verdict.capacity['line']))}"]
     if verdict.projections:
         lines += _markdown_projections(verdict.projections)
     return "\n".join(lines).rstrip() + "\n"
@@ -229,6 +233,8 @@ def console_table(verdict: RunVerdict) -> str:
                 comparison.current_text, comparison.baseline_text, comparison.tolerated_text,
                 comparison.verdict))
         lines += _columns(comparison_rows)
+    if verdict.capacity is not None:
+        lines += ["", f"{CAPACITY_LABEL}: {verdict.capacity['line']}"]
     if verdict.projections:
         lines += ["", PROJECTIONS_LABEL + ":"]
         lines += _columns([("", projection.name, projection.text)

@@ -267,6 +267,9 @@ class RunVerdict:
     projections: tuple[Projection, ...]
     run_id: str = ""
     scenario: str = ""
+    # what the run measured of one instance's capacity (knee, X_max, USL; `line` to show):
+    # measured figures, shown beside the projections built on them, never judged
+    capacity: Mapping[str, Any] | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -295,6 +298,7 @@ class RunVerdict:
             "comparisons": [c.to_json() for c in self.comparisons],
             "baseline": None if self.baseline is None else {"source": self.baseline},
             "projections": [p.to_json() for p in self.projections],
+            "capacity": None if self.capacity is None else dict(self.capacity),
         }
 
     @classmethod
@@ -324,7 +328,16 @@ def _verdict_from_json(data: Mapping[str, Any]) -> RunVerdict:
         baseline=None if baseline is None else str(baseline["source"]),
         projections=tuple(Projection.from_json(p) for p in data["projections"]),
         run_id=str(data.get("run_id", "")), scenario=str(data.get("scenario", "")),
+        capacity=_capacity_json(data.get("capacity")),
     )
+
+
+def _capacity_json(raw: object) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("line"), str):
+        raise ValueError("capacity must be an object with a 'line'")
+    return dict(raw)
 
 
 def status_of(validity: Validity, checks: Sequence[Check],

@@ -28,6 +28,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadtests.breakpoint import StepWatch
 from loadtests.heap import HeapFreezer
 from loadtests.journeys import PortalUser
 from loadtests.master import MasterBook
@@ -209,9 +210,16 @@ def _init_master(environment: Environment, runner: Any) -> None:
     stream_path = getattr(options, "pitchey_stream", "") or "pitchey-stream.jsonl"
     limits = Limits(scenario.self_check.cpu_percent, scenario.self_check.cpu_sustain,
                     scenario.self_check.lag_p95, scenario.self_check.unreachable_ratio)
-    tolerance = scenario.open_model.late_tolerance if scenario.open_model else None
+    model = scenario.open_model
+    tolerance = model.late_tolerance if model else None
+    shape = environment.shape_class
+    steps = (StepWatch.for_model(model, scenario.self_check)
+             if model is not None and model.arrival == "steps" else None)
+    # a step that breaks ends the run like a stop request (cleanly, with the final reports)
+    on_stop = shape.request_stop if shape is not None and hasattr(shape, "request_stop") \
+        else None
     book = MasterBook(StreamWriter(stream_path), limits, open_model_tolerance_ms=tolerance,
-                      warmup_s=scenario.warmup)
+                      warmup_s=scenario.warmup, steps=steps, on_stop=on_stop)
     plan = plan_for(scenario)
     state = _MasterState(scenario, plan, book)
     book.stream.write("meta", t=time.time(), scenario=scenario.name, planned_s=plan.duration_s,
@@ -223,7 +231,6 @@ def _init_master(environment: Environment, runner: Any) -> None:
         book.hello("local", runtime_of(environment).region, time.time())
     _listen(environment.events.test_start, lambda **_: _master_start(environment, state))
     _listen(environment.events.quitting, lambda **_: _master_quit(environment, state))
-    shape = environment.shape_class
     if shape is not None and hasattr(shape, "configure"):
         shape.configure(
             plan,
@@ -307,6 +314,8 @@ def _master_start(environment: Environment, state: _MasterState) -> None:
     if state.scenario.open_model is not None and not state.planned_arrivals:
         state.planned_arrivals = True
         start = time.time() + state.plan.lead_in_s
+        if state.book.steps is not None:
+            state.book.steps.begin(start)
         shares = worker_weights(dict(state.book.regions), state.scenario.regions)
         total = sum(shares.values()) or 1.0
         for worker, weight in shares.items():

@@ -2,8 +2,9 @@
 
 `StreamIngest.apply(items)` turns each line of the master's stream (see loadtests.stream)
 into `RunWriter` calls, remembers what the terminal shows (the last progress line, the
-whole-run cells, the final verdict) and, when a scenario has abort-on-fail thresholds, feeds
-each finished second to the gate's `AbortMonitor`.
+whole-run cells, the final verdict, a stepped run's `step` and `breakpoint` events) and, when
+a scenario has abort-on-fail thresholds, feeds each finished second to the gate's
+`AbortMonitor`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class StreamIngest:
     whole: list[WholeCell] = field(default_factory=list)
     abort_reason: str | None = None
     seconds: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)  # judged steps, in order
+    breakpoint: dict[str, Any] | None = None  # the stepped run's outcome
     _second_cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -102,6 +105,10 @@ class StreamIngest:
         fields = {k: v for k, v in item.items() if k not in ("k", "t", "type")}
         if item.get("type") == "stage" and self.started_at is None:
             self.started_at = float(item["t"])
+        elif item.get("type") == "step":
+            self.steps.append(fields)
+        elif item.get("type") == "breakpoint":
+            self.breakpoint = fields
         self.sink.add_event(float(item["t"]), str(item["type"]), **fields)
 
     def _on_progress(self, item: Mapping[str, Any]) -> None:

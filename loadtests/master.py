@@ -4,15 +4,21 @@
 samples, loop-lag probes, open-model counters); `tick()` runs once a second and writes every
 second all workers have passed (histograms, per-second stats, load, progress); `finish()`
 drains the rest and writes whole-run histograms and the run's self-check verdict.
+
+A steps arrival (the breakpoint scenario) also gets a `loadtests.breakpoint.StepWatch`: every
+merged second, generator sample, loop-lag probe and arrival count goes to it too, each judged
+step becomes a `step` event, and the first step that breaks (or the last that held) a
+`breakpoint` event; `on_stop` then ends the run.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from collectors.hdr import Histogram
+from loadtests.breakpoint import SecondSample, StepVerdict, StepWatch, step_event
 from loadtests.recording import IntervalMerger, MergedSecond
 from loadtests.selfcheck import GeneratorSample, Limits, assess, generator_figures
 from loadtests.stream import StreamWriter
@@ -56,8 +62,11 @@ class OpenModelTally:
 class MasterBook:
     def __init__(self, stream: StreamWriter, limits: Limits, *,
                  open_model_tolerance_ms: float | None = None, stale_after_s: float = 15.0,
-                 warmup_s: float = 0.0) -> None:
+                 warmup_s: float = 0.0, steps: StepWatch | None = None,
+                 on_stop: Callable[[str], None] | None = None) -> None:
         self.stream = stream
+        self.steps = steps
+        self.on_stop = on_stop  # a step broke: end the run with this reason
         self.limits = limits
         self.warmup_s = warmup_s
         self.started_at: float | None = None  # epoch of the plan's t = 0 (first stage)
@@ -99,9 +108,16 @@ class MasterBook:
             item = GeneratorSample(float(sample["t"]), worker, region,
                                    float(sample["cpu_percent"]), float(sample["lag_ms"]))
             self._generator.append(item)
+            if self.steps is not None:
+                self.steps.add_generator(item)
             rows.append({"k": "gen", "t": item.t, "worker": worker, "region": region,
                          "cpu_percent": item.cpu_percent, "lag_ms": item.lag_ms})
         self.stream.write_many(rows)
+        if self.steps is not None:
+            for t, values in data.get("lag", ()):
+                self.steps.add_lag(float(t), values)
+            for t, started, late in (data.get("open") or {}).get("seconds", ()):
+                self.steps.add_arrivals(int(t), int(started), int(late))
         measured = [v for t, values in data.get("lag", ()) if self._measured(float(t))
                     for v in values]
         if measured:
@@ -135,6 +151,7 @@ class MasterBook:
         for worker in self.merger.stale_workers(now):
             self.gone(worker, now, expected=False)
         self._write_seconds(self.merger.complete(now))
+        self._judge_steps(now)
         self.stream.write("progress", t=now, elapsed_s=round(elapsed_s, 1),
                           planned_s=round(planned_s, 1), users=users, **self._progress())
 
@@ -157,7 +174,28 @@ class MasterBook:
                 })
             lines.append({"k": "load", "t": second.t, "users": self._users_near(second.t),
                           "rps": float(requests), "failures_per_s": float(failures)})
+            if self.steps is not None:
+                self.steps.add_second(_second_sample(second))
         self.stream.write_many(lines)
+
+    def _judge_steps(self, now: float, *, final: bool = False) -> None:
+        """Steps whose hold is complete become `step` events; the outcome a `breakpoint`."""
+        if self.steps is None or self.steps.done:
+            return
+        for verdict in self.steps.poll(now, final=final):
+            self.event(verdict.figures.start, "step", **step_event(verdict))
+            if not verdict.held:
+                self._broke(now, verdict)
+        outcome = self.steps.breakpoint()
+        if outcome is not None:
+            self.event(now, "breakpoint", **outcome)
+
+    def _broke(self, now: float, verdict: StepVerdict) -> None:
+        if verdict.reason == "generator":
+            # the steps below still measured the platform; the breakpoint did not
+            self.note(now, f"breakpoint not reached: {verdict.detail}")
+        if self.on_stop is not None and not self._finished:
+            self.on_stop(f"breakpoint: {verdict.detail}")
 
     def _users_near(self, t: int) -> int:
         for back in range(5):
@@ -186,8 +224,10 @@ class MasterBook:
         """Write everything left, the whole-run histograms and the self-check verdict."""
         if self._finished:
             return
-        self._finished = True
         self._write_seconds(self.merger.drain_all())
+        if not reason.startswith("interrupted"):
+            self._judge_steps(now, final=True)
+        self._finished = True
         whole = self.merger.whole()
         self.stream.write_many([
             {"k": "whole", "region": r, "endpoint": e, "user_class": u, "kind": k,
@@ -213,3 +253,12 @@ class MasterBook:
             workers=dict(self.regions),
         )
         self.stream.write("end", t=now, reason=reason)
+
+
+def _second_sample(second: MergedSecond) -> SecondSample:
+    """One merged second as the step judge reads it: every cell's service and corrected time."""
+    service = [c.hist for k, c in second.cells.items() if k[3] == "service"]
+    corrected = [c.hist for k, c in second.cells.items() if k[3] == "corrected"]
+    return SecondSample(second.t, second.requests(), second.failures(),
+                        Histogram.merge(service),
+                        Histogram.merge(corrected) if corrected else None)

@@ -8,6 +8,11 @@ progress. At the end (or on Ctrl-C, abort-on-fail, a dead master) every child is
 the directory is finished with the run's validity, the gate judges it and records its verdict
 in summary.json, and the summary (over the judged window), the gate's table and the verdict
 line are printed. The exit code is the verdict's (130 when interrupted).
+
+A stepped open model (the `capacity` breakpoint scenario) stops itself: the master judges each
+step and ends the run at the first that breaks; each judged step and the breakpoint are
+printed as they come, and the breakpoint again with the summary. Stopping at the breakpoint is
+the scenario doing its job, not an abort.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collectors.series import SeriesStore
 from collectors.targets import PRODUCT_TARGETS
 from gate.cli import judge
 from gate.report import console_table
+from loadtests.breakpoint import breakpoint_line, step_line
 from loadtests.console import progress_line, summary_text
 from loadtests.ingest import StreamIngest
 from loadtests.processes import Child, free_port, wait_http
@@ -223,15 +229,21 @@ def _start_locust(state: _Run, logs: Path) -> None:
 
 
 def _start_scraper(state: _Run) -> None:
-    from collectors.scrape import Scraper
+    from collectors.scrape import Scraper, ScrapeTarget
 
     targets = {"edge" if state.scenario.topology == "geo" else "service": state.target_url}
+    extra: list[ScrapeTarget] = []
     if state.scenario.topology == "geo":
         targets.update(_regional_workers(state.target_url))
-    state.scraper = Scraper(targets, writer=state.writer, store=_start_alerting(state),
+        # HAProxy's CPU (service demand): the edge agent's metrics, through the edge URL
+        if _answers(state.target_url + EDGE_AGENT_METRICS):
+            extra.append(ScrapeTarget("edge", state.target_url, EDGE_AGENT_METRICS, None))
+    state.scraper = Scraper([*(ScrapeTarget(n, u) for n, u in targets.items()), *extra],
+                            writer=state.writer, store=_start_alerting(state),
                             interval_s=state.options.scrape_interval_s)
     state.scraper.start()
-    _say(state, f"scraping {', '.join(targets)} every {state.options.scrape_interval_s:g} s")
+    _say(state, f"scraping {', '.join(targets)} every {state.options.scrape_interval_s:g} s"
+                + (f" (and the edge's {EDGE_AGENT_METRICS})" if extra else ""))
 
 
 def _start_alerting(state: _Run) -> SeriesStore:
@@ -252,6 +264,21 @@ def _start_alerting(state: _Run) -> SeriesStore:
                 + (f"; webhooks to {', '.join(settings.webhook_urls)}"
                    if settings.webhook_urls else ""))
     return store
+
+
+EDGE_AGENT_METRICS = "/_edge/metrics"  # the edge processes' CPU (pitchey.geo.edge_status)
+
+
+def _answers(url: str) -> bool:
+    """Whether `url` answers 200 now: an edge older than its /_edge/metrics is not scraped
+    for it (every scrape would be a gap and the ServiceDown alert would fire)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our URL
+            return int(response.status) == 200
+    except (OSError, ValueError):
+        return False
 
 
 def _regional_workers(edge_url: str) -> dict[str, str]:
@@ -277,6 +304,7 @@ def _follow(state: _Run) -> StreamIngest:
     ingest = StreamIngest(state.writer, _abort_monitor(state.scenario))
     failovers = _FailoverSchedule(state)
     printer = _Printer(state)
+    steps = _StepPrinter(state)
     started = time.monotonic()
     deadline = started + _startup_s(state.options) + _planned_s(state.scenario) + FINISH_GRACE_S
     stop_sent: str | None = None
@@ -293,6 +321,7 @@ def _follow(state: _Run) -> StreamIngest:
                                        f" see {master.log_path}")
                 break
             printer.maybe(ingest)
+            steps.maybe(ingest, printer)
             failovers.poll(ingest.started_at)
             # workers also exit when the master ends the run: only a lasting loss counts
             lost = _lost_all_workers(state)
@@ -325,6 +354,7 @@ def _follow(state: _Run) -> StreamIngest:
     if master.running():
         master.wait(15.0)
     ingest.apply(reader.read())
+    steps.maybe(ingest, printer)
     return ingest
 
 
@@ -431,6 +461,30 @@ class _Printer:
         if self.tty and self.shown:
             self.state.out.write("\n")
             self.state.out.flush()
+            self.shown = False
+
+
+class _StepPrinter:
+    """A stepped run's judged steps and its breakpoint, each printed once as it arrives."""
+
+    def __init__(self, state: _Run) -> None:
+        self.state = state
+        self.shown = 0
+        self.breakpoint_shown = False
+
+    def maybe(self, ingest: StreamIngest, printer: _Printer) -> None:
+        new = ingest.steps[self.shown:]
+        outcome = ingest.breakpoint if not self.breakpoint_shown else None
+        if not new and outcome is None:
+            return
+        printer.done()  # a progress line being redrawn on a terminal ends first
+        for step in new:
+            _say(self.state, step_line(step))
+        self.shown += len(new)
+        if outcome is not None:
+            self.breakpoint_shown = True
+            _say(self.state, breakpoint_line(outcome))
+
 
 
 # --- the end -----------------------------------------------------------------------------------
@@ -489,12 +543,16 @@ def _finish(state: _Run, ingest: StreamIngest) -> RunOutcome:
         extra["open_model"] = final["open_model"]
     if ingest.abort_reason:
         extra["aborted"] = ingest.abort_reason
+    if ingest.breakpoint is not None:
+        extra["breakpoint"] = ingest.breakpoint
     run_dir = state.writer.finish(validity, summary_extra=extra)
     # the gate judges the finished directory and records its verdict in summary.json; the
     # summary printed below is read back from there, over the window the gate judged
     judged = judge(run_dir, state.options.gate_args or argparse.Namespace())
     text = summary_text(scenario_name=state.scenario.name, run_dir=run_dir,
                         summary=_read_summary(run_dir), final=final, notes=state.notes)
+    if ingest.breakpoint is not None:
+        text += "\n" + breakpoint_line(ingest.breakpoint)
     if judged.verdict is not None:
         text += "\n" + console_table(judged.verdict).rstrip("\n")
     state.out.write(text + "\n")

@@ -43,14 +43,17 @@ def worker_region(environ: dict[str, str] | None = None) -> str:
 class OpenArrivals:
     """One worker's arrival tickets: intended epoch start times, and how late they began."""
 
-    def __init__(self, schedule: ArrivalSchedule, start_epoch: float, tolerance_ms: float
-                 ) -> None:
+    def __init__(self, schedule: ArrivalSchedule, start_epoch: float, tolerance_ms: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.schedule = schedule
+        self.clock = clock
         self.start_epoch = start_epoch
         self.tolerance_ms = tolerance_ms
         self._started = 0
         self._late = 0
         self._max_late_ms = 0.0
+        # second of the intended start -> [started, late] (a stepped run judges each step's)
+        self._seconds: dict[int, list[int]] = {}
 
     def take(self) -> float | None:
         offset = self.schedule.next()
@@ -58,15 +61,26 @@ class OpenArrivals:
 
     def started(self, lateness_ms: float) -> None:
         self._started += 1
-        if lateness_ms > self.tolerance_ms:
-            self._late += 1
+        late = lateness_ms > self.tolerance_ms
+        self._late += late
         self._max_late_ms = max(self._max_late_ms, lateness_ms)
+        intended = int(self.clock() - lateness_ms / 1000.0)
+        counts = self._seconds.get(intended)
+        if counts is None:
+            counts = self._seconds[intended] = [0, 0]
+        counts[0] += 1
+        counts[1] += late
 
     def counters(self) -> dict[str, Any]:
         """Counts since the previous call (the master adds them up), plus the plan."""
-        counters = {"started": self._started, "late": self._late,
-                    "max_late_ms": self._max_late_ms, "planned": self.schedule.total}
+        counters: dict[str, Any] = {
+            "started": self._started, "late": self._late, "max_late_ms": self._max_late_ms,
+            "planned": self.schedule.total,
+            "seconds": [[t, started, late] for t, (started, late) in
+                        sorted(self._seconds.items())],
+        }
         self._started = self._late = 0
+        self._seconds = {}
         return counters
 
 
@@ -100,7 +114,7 @@ class WorkerRuntime:
             self.arrivals = None
             return
         schedule = ArrivalSchedule(rate_segments(model), share)
-        self.arrivals = OpenArrivals(schedule, start_epoch, model.late_tolerance)
+        self.arrivals = OpenArrivals(schedule, start_epoch, model.late_tolerance, self.clock)
 
     def think_time(self, portal: str) -> tuple[float, float]:
         if self.scenario is None:

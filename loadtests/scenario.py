@@ -28,12 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from collectors.units import parse_duration_s, parse_latency_ms
+from collectors.units import parse_duration_s, parse_fraction, parse_latency_ms
 
 __all__ = [
     "PORTALS",
     "REMOVED_KEYS",
     "ArrivalStage",
+    "BreakpointLimits",
     "Embedded",
     "FailoverStep",
     "OpenModel",
@@ -75,7 +76,12 @@ def _millis(value: object) -> float:
     return parse_latency_ms(value)
 
 
+def _fraction(value: object) -> float:
+    return parse_fraction(value, at_most_one=True)
+
+
 Seconds = Annotated[float, BeforeValidator(_seconds)]
+Fraction = Annotated[float, BeforeValidator(_fraction)]
 PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 Millis = Annotated[float, BeforeValidator(_millis)]
 
@@ -142,21 +148,52 @@ class ArrivalStage(_Model):
     rate: float = Field(ge=0)
 
 
+class BreakpointLimits(_Model):
+    """When a stepped arrival stops itself, judged on each step's hold (after its settle)."""
+
+    p95: Millis | None = None  # None: the product target (collectors.targets)
+    # which time the p95 is of: "corrected" (from each arrival's intended start: what users
+    # waited, as the gate judges an open model) or "service" (from the actual send)
+    latency: Literal["corrected", "service"] = "corrected"
+    errors: Fraction = 0.01
+    # share of a step's arrivals starting later than late_tolerance past which, while the
+    # service's own p95 holds, the generator (its loop or its pool), not the platform, is late
+    late: Fraction = 0.05
+
+
+_STEP_KEYS = ("factor", "rates", "step", "settle", "max_rate", "breakpoint")
+
+
 class OpenModel(_Model):
     """Open model: arrivals at a rate, served by a pool of users; latency is also recorded
-    from each arrival's intended start (coordinated omission corrected)."""
+    from each arrival's intended start (coordinated omission corrected).
 
-    arrival: Literal["constant", "ramping"]
+    `arrival: steps` holds constant rates in turn, each for `step` seconds of which the first
+    `settle` are not judged: `rates: [...]`, or geometric ones from `start_rate` times `factor`
+    up to `max_rate`; the run stops itself at the first step that breaks `breakpoint`."""
+
+    arrival: Literal["constant", "ramping", "steps"]
     rate: float | None = Field(default=None, ge=0)
     duration: PositiveSeconds | None = None
     start_rate: float = Field(default=0.0, ge=0)
     stages: tuple[ArrivalStage, ...] | None = None
+    factor: float | None = Field(default=None, gt=1)
+    rates: tuple[Annotated[float, Field(gt=0)], ...] | None = None
+    step: PositiveSeconds | None = None
+    settle: Seconds | None = None
+    max_rate: float | None = Field(default=None, gt=0)
+    breakpoint: BreakpointLimits | None = None
     pool_users: int = Field(ge=1)
     pool_spawn_rate: float = Field(default=50.0, gt=0)
     late_tolerance: Millis = 5.0
 
     @model_validator(mode="after")
     def _fields_fit_arrival(self) -> OpenModel:
+        if self.arrival == "steps":
+            return self._fit_steps()
+        given = [key for key in _STEP_KEYS if getattr(self, key) is not None]
+        if given:
+            raise ValueError(f"{given[0]} only applies to a steps arrival")
         if self.arrival == "constant" and (self.rate is None or self.duration is None):
             raise ValueError("a constant arrival needs rate and duration")
         if self.arrival == "constant" and self.stages is not None:
@@ -166,6 +203,38 @@ class OpenModel(_Model):
         if self.arrival == "ramping" and (self.rate is not None or self.duration is not None):
             raise ValueError("a ramping arrival takes stages, not rate/duration")
         return self
+
+    def _fit_steps(self) -> OpenModel:
+        for key in ("rate", "duration", "stages"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"a steps arrival takes step and rates or factor, not {key}")
+        if self.step is None:
+            raise ValueError("a steps arrival needs step (each step's duration, e.g. 20s)")
+        if self.settle is not None and self.settle >= self.step:
+            raise ValueError(f"settle ({self.settle:g}s) must be shorter than step "
+                             f"({self.step:g}s): the rest of the step is what is judged")
+        if self.rates is not None:
+            if self.factor is not None or self.max_rate is not None:
+                raise ValueError("give rates, or start_rate with factor and max_rate, not both")
+            if not self.rates:
+                raise ValueError("rates is empty")
+            if any(b <= a for a, b in zip(self.rates, self.rates[1:], strict=False)):
+                raise ValueError("rates must rise from step to step")
+            return self
+        if self.factor is None or self.max_rate is None or self.start_rate <= 0:
+            raise ValueError("a steps arrival needs rates: [...], or start_rate (above 0), "
+                             "factor and max_rate")
+        if self.max_rate < self.start_rate:
+            raise ValueError(f"max_rate ({self.max_rate:g}) is below start_rate "
+                             f"({self.start_rate:g})")
+        return self
+
+    @property
+    def settle_s(self) -> float:
+        """Seconds at the start of each step that are not judged (steps arrival)."""
+        if self.settle is not None:
+            return self.settle
+        return min(5.0, (self.step or 0.0) / 4)
 
 
 class SelfCheck(_Model):

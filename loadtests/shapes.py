@@ -9,7 +9,9 @@ Closed model (`stages`), each stage starting from the level the previous one lef
          reached within `rise`.
 
 Open model (`open_model`): a pool of users is spawned first (the lead-in), then arrivals follow
-a constant or piecewise-linear rate; `ArrivalSchedule` gives each arrival's intended start.
+a constant or piecewise-linear rate, or constant rates in geometric steps (`step_plan`: each
+step's settle and hold, for the breakpoint scenario); `ArrivalSchedule` gives each arrival's
+intended start.
 
 `LoadPlan.at(t)` is what the Locust `LoadTestShape` returns each tick; nothing here imports
 Locust, so every shape is tested as a plain function.
@@ -26,6 +28,7 @@ from loadtests.scenario import ArrivalStage, OpenModel, Scenario, Stage
 __all__ = [
     "ArrivalSchedule",
     "LoadPlan",
+    "PlannedStep",
     "RateSegment",
     "Segment",
     "closed_plan",
@@ -34,6 +37,8 @@ __all__ = [
     "rate_segments",
     "scale_open_model",
     "scale_stages",
+    "step_plan",
+    "step_rates",
 ]
 
 _MIN_RATE = 1.0  # Locust requires a spawn rate > 0 even when nothing changes
@@ -137,8 +142,61 @@ class RateSegment:
         return (self.rate_start + self.rate_end) / 2 * (self.end - self.start)
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a steps arrival, in seconds from the start of arrivals: the rate holds
+    from `start` to `end`; only `hold_start` to `end` (after the settle) is judged."""
+
+    index: int
+    rate: float
+    start: float
+    hold_start: float
+    end: float
+
+    @property
+    def hold_s(self) -> float:
+        return self.end - self.hold_start
+
+
+# geometric rates are rounded to this many significant figures, so a plan reads well
+# (20, 28, 39.2, 54.9, ...) and each rate is within 0.5 % of the exact geometric one
+_RATE_FIGURES = 3
+_MAX_STEPS = 200
+
+
+def step_rates(model: OpenModel) -> tuple[float, ...]:
+    """The rates of a steps arrival: as listed, or start_rate x factor^i up to max_rate."""
+    if model.rates is not None:
+        return tuple(model.rates)
+    if model.factor is None or model.max_rate is None or model.start_rate <= 0:
+        return ()
+    rates: list[float] = []
+    rate = model.start_rate
+    while rate <= model.max_rate * (1 + 1e-9) and len(rates) < _MAX_STEPS:
+        rates.append(_significant(rate, _RATE_FIGURES))
+        rate *= model.factor
+    return tuple(rates)
+
+
+def _significant(value: float, figures: int) -> float:
+    if value <= 0:
+        return value
+    return round(value, figures - 1 - math.floor(math.log10(value)))
+
+
+def step_plan(model: OpenModel) -> tuple[PlannedStep, ...]:
+    """Each step of a steps arrival (empty for the other arrivals)."""
+    if model.arrival != "steps" or model.step is None:
+        return ()
+    span, settle = model.step, model.settle_s
+    return tuple(PlannedStep(i, rate, i * span, i * span + settle, (i + 1) * span)
+                 for i, rate in enumerate(step_rates(model)))
+
+
 def rate_segments(model: OpenModel) -> tuple[RateSegment, ...]:
     """Arrival-rate segments from t=0 (the start of arrivals, after the lead-in)."""
+    if model.arrival == "steps":
+        return tuple(RateSegment(s.start, s.end, s.rate, s.rate) for s in step_plan(model))
     if model.arrival == "constant":
         assert model.rate is not None and model.duration is not None
         return (RateSegment(0.0, model.duration, model.rate, model.rate),)
@@ -248,6 +306,11 @@ def scale_open_model(model: OpenModel, *, duration_s: float | None = None,
     if duration_s:
         if model.duration is not None:
             changes["duration"] = duration_s
+        if model.arrival == "steps" and model.step is not None:
+            # the same steps, each shorter or longer; the settle keeps its share of a step
+            factor = duration_s / (model.step * max(1, len(step_rates(model))))
+            changes["step"] = model.step * factor
+            changes["settle"] = model.settle_s * factor
         if model.stages:
             total = sum(stage.duration for stage in model.stages)
             changes["stages"] = tuple(

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
         throughput_for,
     )
     from collectors.models.cost import CostBreakdown, TargetLoad, project_cost
+    from collectors.models.knee import CapacityEstimate, Knee, capacity_estimate, knee
     from collectors.models.prices import PriceTable, PriceTableError, load_price_table
     from collectors.models.recommendations import Recommendation, recommend
+    from collectors.models.steps import breakpoint_steps
     from collectors.models.usage import UsageProfile, measure_usage, service_totals
 
 __all__ = [
     "CapacityError",
+    "CapacityEstimate",
     "CapacityPlan",
     "CostBreakdown",
+    "Knee",
     "PriceTable",
     "PriceTableError",
     "Recommendation",
@@ -41,8 +45,11 @@ __all__ = [
     "UsageProfile",
     "UslFit",
     "WhatIf",
+    "breakpoint_steps",
+    "capacity_estimate",
     "concurrency_steps",
     "fit_usl",
+    "knee",
     "latency_model",
     "load_price_table",
     "measure_usage",
@@ -57,6 +64,9 @@ _HOME = {
     **dict.fromkeys(
         ["CapacityError", "CapacityPlan", "UslFit", "WhatIf", "concurrency_steps", "fit_usl",
          "latency_model", "plan_capacity", "throughput_for"], "collectors.models.capacity"),
+    **dict.fromkeys(["CapacityEstimate", "Knee", "capacity_estimate", "knee"],
+                    "collectors.models.knee"),
+    "breakpoint_steps": "collectors.models.steps",
     **dict.fromkeys(["CostBreakdown", "TargetLoad", "project_cost"], "collectors.models.cost"),
     **dict.fromkeys(["PriceTable", "PriceTableError", "load_price_table"],
                     "collectors.models.prices"),

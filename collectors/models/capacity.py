@@ -23,6 +23,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from scipy import optimize, stats
 
 from collectors.targets import PRODUCT_TARGETS
 
+if TYPE_CHECKING:
+    from collectors.run import Run
+
 __all__ = [
     "CapacityError",
     "Interval",
@@ -38,6 +42,10 @@ __all__ = [
     "LatencyModel",
     "WhatIf",
     "CapacityPlan",
+    "InstanceDemand",
+    "breakpoint_steps",
+    "instance_demand",
+    "usl_cross_check",
     "throughput_for",
     "response_time_for",
     "users_for",
@@ -388,3 +396,73 @@ def plan_capacity(
         reasons.append(f"{inst:,.0f} instances needed, more than the {max_instances:,} allowed")
     return CapacityPlan(what, required, r_t, n_t, x_t, int(inst), ci, extrapolated, passes,
                         tuple(reasons))
+
+
+# --- measured steps, service demand and the USL as cross-checks ------------------------------
+
+def breakpoint_steps(run: Run) -> pd.DataFrame:
+    """One row per load step of the run (contract 3; ``collectors.models.steps``)."""
+    from collectors.models.steps import breakpoint_steps as steps_of
+
+    return steps_of(run)
+
+
+@dataclass(frozen=True)
+class InstanceDemand:
+    """What service demand says about one instance (``collectors.models.demand``), or why
+    nothing: X_max (the bottleneck's cores ÷ its CPU demand), the cores an instance's
+    processes can use, and the whole instance's CPU ms per completed request."""
+
+    x_max_rps: float | None
+    bottleneck: str | None
+    cores: float | None
+    request_ms: float | None
+    note: str
+    report: dict[str, object] | None = None
+
+
+def instance_demand(run: Run, *, start: float | None = None,
+                    end: float | None = None) -> InstanceDemand:
+    """Service demand over [start, end) of the run; a run without scraped CPU says so."""
+    try:
+        from collectors.models.demand import service_demand
+    except ImportError:
+        return InstanceDemand(None, None, None, None, "service demand is not available "
+                              "(collectors.models.demand is missing)")
+    try:
+        report = service_demand(run, start=start, end=end)
+    except (ValueError, KeyError, LookupError) as exc:
+        return InstanceDemand(None, None, None, None, f"no service demand: {exc}")
+    processes = tuple(getattr(report, "processes", ()) or ())
+    bottleneck = getattr(report, "bottleneck", None)
+    x_max = getattr(report, "x_max_rps", None)
+    if not processes or bottleneck is None or not isinstance(x_max, int | float) or not (
+            math.isfinite(x_max) and x_max > 0):
+        return InstanceDemand(None, None, None, None,
+                              "no CPU series: the run scraped no process_cpu_seconds_total")
+    cores = float(sum(float(getattr(p, "cores", 0.0)) for p in processes))
+    per_request = getattr(report, "per_run_request_ms", None)
+    as_json = report.to_json() if hasattr(report, "to_json") else None
+    return InstanceDemand(
+        float(x_max), str(getattr(bottleneck, "process", "")), cores or None,
+        float(per_request) if isinstance(per_request, int | float) else None,
+        f"bottleneck {getattr(bottleneck, 'process', '?')}: "
+        f"{float(getattr(bottleneck, 'demand_ms', math.nan)):.3g} CPU ms per request on "
+        f"{float(getattr(bottleneck, 'cores', math.nan)):g} core(s)",
+        as_json if isinstance(as_json, dict) else None)
+
+
+def usl_cross_check(steps: pd.DataFrame) -> tuple[UslFit | None, str]:
+    """The USL fitted to the steps' throughput against the concurrency in the system, N = X·R
+    by Little's law (R the step's mean response time); with its note, or why none."""
+    usable = steps.dropna(subset=["throughput", "mean_ms"])
+    usable = usable[(usable["throughput"] > 0) & (usable["mean_ms"] > 0)]
+    n = (usable["throughput"] * usable["mean_ms"] / 1000.0).tolist()
+    try:
+        fit = fit_usl(n, usable["throughput"].tolist())
+    except CapacityError as exc:
+        return None, str(exc)
+    peak = fit.max_throughput
+    text = ("no peak within reach (no contention measured)" if math.isinf(peak)
+            else f"peak {peak:,.1f} req/s")
+    return fit, f"USL on N = X·R of {fit.points} steps (R² {fit.r_squared:.3f}): {text}"

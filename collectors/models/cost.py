@@ -6,6 +6,12 @@ per-request usage profile (collectors.models.usage) and priced with the versione
 table (prices.yaml). Worked check from the reference: 100,000 users, 5 s think time, 100 ms
 response -> 19,608 requests/s -> 50.8 billion requests in 30 days -> about $15,200 of Workers
 requests and, at one KV read per request, about $25,400 of KV reads.
+
+Every driver says where its quantity came from (`DriverCost.basis_text`: "measured",
+"derived" or "assumed (low–high)"); `collectors.models.tornado` prices each assumption's range.
+`reference_comparison` sets the Auto-Scaling document's own monthly estimate (prices.yaml,
+`reference_estimates`) beside the model's, item by item, and checks that its items add up to
+the total it states.
 """
 
 from __future__ import annotations
@@ -14,16 +20,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collectors.models.prices import PriceTable, default_price_table
-from collectors.models.usage import Quantity, UsageProfile
+from collectors.models.usage import (
+    Quantity,
+    UsageAssumptions,
+    UsageProfile,
+    assumed,
+    number_text,
+)
 from collectors.targets import PRODUCT_TARGETS
 
 __all__ = [
     "TargetLoad",
     "DriverCost",
     "CostBreakdown",
+    "ReferenceComparison",
+    "ReferenceRow",
     "project_cost",
     "group_order",
+    "reference_comparison",
 ]
+
 
 @dataclass(frozen=True)
 class TargetLoad:
@@ -62,6 +78,7 @@ class DriverCost:
     price_key: str
     basis: str
     note: str
+    basis_text: str = ""  # "measured", "derived" or "assumed (low–high)" of the quantity
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,8 @@ class CostBreakdown:
     budget_usd: float
     price_version: str
     month_days: int
+    usage: UsageProfile | None = None  # what was priced (the tornado prices it again)
+    prices: PriceTable | None = None
 
     @property
     def total_usd(self) -> float:
@@ -119,16 +138,24 @@ def _per_request_driver(
     price = prices[price_key or key]
     monthly = quantity.value * requests
     return DriverCost(key, group, label, monthly, price.unit, price.charge(monthly),
-                      price.key, quantity.basis, quantity.note)
+                      price.key, quantity.basis, quantity.note, _per_month_text(quantity, requests))
+
+
+def _per_month_text(quantity: Quantity, scale: float) -> str:
+    """The quantity's basis, an assumed range scaled to the month ("assumed (0–3.1e+09)")."""
+    if quantity.basis == "assumed" and quantity.low is not None and quantity.high is not None:
+        return (f"assumed ({number_text(quantity.low * scale)}–"
+                f"{number_text(quantity.high * scale)})")
+    return quantity.basis
 
 
 def _fixed_driver(
-    prices: PriceTable, key: str, group: str, label: str, amount: float, basis: str, note: str,
+    prices: PriceTable, key: str, group: str, label: str, amount: Quantity,
     price_key: str | None = None,
 ) -> DriverCost:
     price = prices[price_key or key]
-    return DriverCost(key, group, label, amount, price.unit, price.charge(amount), price.key,
-                      basis, note)
+    return DriverCost(key, group, label, amount.value, price.unit, price.charge(amount.value),
+                      price.key, amount.basis, amount.note, amount.basis_text)
 
 
 def _neon_compute(
@@ -136,28 +163,36 @@ def _neon_compute(
 ) -> DriverCost:
     assume = usage.assumptions
     statements_per_s = usage.db_statements.value * load.requests_per_s
-    floor_cu = assume.neon_min_cu_per_compute * assume.neon_computes
-    cu = max(floor_cu, statements_per_s / assume.neon_statements_per_cu_second)
-    hours = cu * 24.0 * prices.month_days
+
+    def cu_of(a: UsageAssumptions) -> float:
+        floor_cu = a.neon_min_cu_per_compute * a.neon_computes
+        return max(floor_cu, statements_per_s / a.neon_statements_per_cu_second)
+
+    hours_per_cu = 24.0 * prices.month_days
+    hours = assumed(lambda a: cu_of(a) * hours_per_cu, assume,
+                    ("neon_statements_per_cu_second", "neon_min_cu_per_compute"), "")
     plan = "neon_compute_launch" if assume.neon_plan == "launch" else "neon_compute_scale"
-    note = (f"{statements_per_s:,.0f} statements/s at "
-            f"{assume.neon_statements_per_cu_second:g}/s per CU (assumed) -> {cu:,.1f} CU "
-            f"around the clock; floor {assume.neon_computes} computes x "
+    note = (f"{statements_per_s:,.0f} statements/s ({usage.db_statements.basis}) at "
+            f"{assume.neon_statements_per_cu_second:g}/s per CU (assumed) -> "
+            f"{cu_of(assume):,.1f} CU around the clock; floor {assume.neon_computes} computes x "
             f"{assume.neon_min_cu_per_compute:g} CU")
-    return DriverCost("neon_compute", "Neon", f"Neon compute ({assume.neon_plan})", hours,
-                      prices[plan].unit, prices[plan].charge(hours), plan,
-                      usage.db_statements.basis, note)
+    return DriverCost("neon_compute", "Neon", f"Neon compute ({assume.neon_plan})", hours.value,
+                      prices[plan].unit, prices[plan].charge(hours.value), plan, "assumed", note,
+                      hours.basis_text)
 
 
 def _storage_drivers(prices: PriceTable, usage: UsageProfile) -> list[DriverCost]:
     a = usage.assumptions
+
+    def gb(key: str, note: str) -> Quantity:
+        return assumed(lambda x: getattr(x, key), a, (key,), note)
+
     return [
-        _fixed_driver(prices, "kv_storage", "KV", "KV stored data", a.kv_storage_gb,
-                      "assumed", "cached objects"),
-        _fixed_driver(prices, "r2_storage", "R2", "R2 storage", a.r2_storage_gb,
-                      "assumed", "pitch media"),
-        _fixed_driver(prices, "neon_storage", "Neon", "Neon storage", a.neon_storage_gb,
-                      "assumed", "primary database; read replicas share storage"),
+        _fixed_driver(prices, "kv_storage", "KV", "KV stored data",
+                      gb("kv_storage_gb", "cached objects")),
+        _fixed_driver(prices, "r2_storage", "R2", "R2 storage", gb("r2_storage_gb", "pitch media")),
+        _fixed_driver(prices, "neon_storage", "Neon", "Neon storage",
+                      gb("neon_storage_gb", "primary database; read replicas share storage")),
     ]
 
 
@@ -183,14 +218,14 @@ def project_cost(
         ("do_duration", "Durable Objects", "Durable Objects duration", usage.do_gb_s),
     ]
     drivers: list[DriverCost] = [
-        _fixed_driver(table, "workers_base", "Workers", "Workers Paid plan", 1.0, "derived",
-                      "monthly minimum")
+        _fixed_driver(table, "workers_base", "Workers", "Workers Paid plan",
+                      Quantity(1.0, "derived", "monthly minimum"))
     ]
     drivers += [_per_request_driver(table, k, g, lbl, q, requests) for k, g, lbl, q in per_request]
     drivers.append(_neon_compute(table, usage, load))
     drivers += _storage_drivers(table, usage)
     return CostBreakdown(load, requests, tuple(drivers), budget_usd, table.version,
-                         table.month_days)
+                         table.month_days, usage, table)
 
 
 def group_order(drivers: Iterable[DriverCost]) -> list[str]:
@@ -200,3 +235,55 @@ def group_order(drivers: Iterable[DriverCost]) -> list[str]:
         if d.group not in seen:
             seen.append(d.group)
     return seen
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One item of the document's estimate beside the model's cost of the same item."""
+
+    group: str  # the model's product group
+    document_label: str  # the document's name for it ("Database")
+    document_usd: float
+    model_usd: float
+
+
+@dataclass(frozen=True)
+class ReferenceComparison:
+    rows: tuple[ReferenceRow, ...]
+    stated_total_usd: float | None  # the total the document prints
+    source: str
+
+    @property
+    def items_total_usd(self) -> float:
+        return sum(r.document_usd for r in self.rows)
+
+    @property
+    def model_total_usd(self) -> float:
+        """The model's cost of the same items (every product the document prices)."""
+        return sum(r.model_usd for r in self.rows)
+
+    @property
+    def adds_up(self) -> bool:
+        """The document's items sum to the total it states (to the dollar)."""
+        return (self.stated_total_usd is None
+                or abs(self.items_total_usd - self.stated_total_usd) < 0.5)
+
+    @property
+    def check_text(self) -> str:
+        items = " + ".join(f"${r.document_usd:,.0f}" for r in self.rows)
+        if self.stated_total_usd is None:
+            return f"{items} = ${self.items_total_usd:,.0f} (the document states no total)"
+        verb = "matches" if self.adds_up else "does NOT match"
+        return (f"{items} = ${self.items_total_usd:,.0f}, which {verb} the document's stated "
+                f"total of ${self.stated_total_usd:,.0f}/month")
+
+
+def reference_comparison(cost: CostBreakdown,
+                         prices: PriceTable | None = None) -> ReferenceComparison:
+    """The document's own monthly estimate beside this model's cost, product by product."""
+    table = prices or cost.prices or default_price_table()
+    model = cost.by_group()
+    rows = tuple(
+        ReferenceRow(group, table.reference_labels.get(group, group), usd, model.get(group, 0.0))
+        for group, usd in table.reference_estimates.items())
+    return ReferenceComparison(rows, table.reference_total, table.reference_source)

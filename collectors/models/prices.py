@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ class PriceTable:
     reference_estimates: Mapping[str, float]
     reference_source: str
     path: str
+    reference_total: float | None = None  # the total the document states
+    reference_labels: Mapping[str, str] = dataclass_field(default_factory=dict)  # group -> its name
 
     def __getitem__(self, key: str) -> Price:
         return self.prices[key]
@@ -167,16 +170,29 @@ def _parse_price(check: _Checker, key: str, raw: object) -> Price:
     )
 
 
-def _parse_reference(check: _Checker, raw: object) -> tuple[dict[str, float], str]:
+@dataclass(frozen=True)
+class _Reference:
+    groups: dict[str, float]
+    source: str = ""
+    total: float | None = None
+    labels: dict[str, str] = dataclass_field(default_factory=dict)
+
+
+def _parse_reference(check: _Checker, raw: object) -> _Reference:
     if raw is None:
-        return {}, ""
+        return _Reference({})
     if not isinstance(raw, Mapping) or not isinstance(raw.get("groups"), Mapping):
         raise check.fail(("reference_estimates", "groups"), "must be a mapping group -> dollars")
     groups = raw["groups"]
     figures = {
         str(k): check.number(groups, ("reference_estimates", "groups", str(k))) for k in groups
     }
-    return figures, str(raw.get("source", ""))
+    total = (check.number(raw, ("reference_estimates", "total")) if "total" in raw else None)
+    labels = raw.get("labels") or {}
+    if not isinstance(labels, Mapping):
+        raise check.fail(("reference_estimates", "labels"), "must be a mapping group -> name")
+    return _Reference(figures, str(raw.get("source", "")), total,
+                      {str(k): str(v) for k, v in labels.items()})
 
 
 def parse_price_table(text: str, path: str = "<prices>") -> PriceTable:
@@ -198,11 +214,12 @@ def parse_price_table(text: str, path: str = "<prices>") -> PriceTable:
         if key not in prices:
             raise check.fail(("prices", key), "is missing (the cost model charges it)")
     month_days = check.number(raw, ("month_days",)) if "month_days" in raw else 30.0
-    estimates, reference_source = _parse_reference(check, raw.get("reference_estimates"))
+    reference = _parse_reference(check, raw.get("reference_estimates"))
     return PriceTable(
         version=str(raw.get("version", "")), currency=str(raw.get("currency", "USD")),
-        month_days=int(month_days), prices=prices, reference_estimates=estimates,
-        reference_source=reference_source, path=path,
+        month_days=int(month_days), prices=prices, reference_estimates=reference.groups,
+        reference_source=reference.source, path=path, reference_total=reference.total,
+        reference_labels=reference.labels,
     )
 
 

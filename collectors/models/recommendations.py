@@ -66,10 +66,9 @@ def _edge_cache(ctx: _Context) -> Recommendation | None:
     if ctx.cost("kv_reads") <= 0 or target <= current:
         return None
     factor = (1.0 - target) / (1.0 - current)
-    fills = max(0.0, u.kv_writes.value - u.write_share)
     changed = u.with_changes(
         kv_reads=_scaled(u.kv_reads, factor, "after edge caching"),
-        kv_writes=Quantity(fills * factor + u.write_share, u.kv_writes.basis, "after edge caching"),
+        kv_writes=_kv_writes(u, u.cache_fills.value * factor, "after edge caching"),
     )
     kv, req = ctx.cost("kv_reads"), ctx.cost("workers_requests")
     lead = (f"KV reads cost ${kv:,.0f}/month, more than the Workers requests (${req:,.0f})"
@@ -85,19 +84,29 @@ def _edge_cache(ctx: _Context) -> Recommendation | None:
     )
 
 
+def _kv_writes(u: UsageProfile, fills: float, note: str) -> Quantity:
+    """KV writes per request for `fills` fills: the share of the cache's writes billed."""
+    share = u.assumptions.kv_write_share
+    return Quantity((fills + u.write_share) * share, u.kv_writes.basis, note,
+                    0.0 if u.kv_writes.low is not None else None,
+                    (fills + u.write_share) if u.kv_writes.high is not None else None)
+
+
 def _kv_fills(ctx: _Context) -> Recommendation | None:
     u = ctx.usage
     app = u.hit_rates.get("app")
     if app is None or app.value >= SEED_APP_HIT or ctx.cost("kv_writes") <= 0:
         return None
-    fills = max(0.0, u.kv_writes.value - u.write_share)
+    fills = u.cache_fills.value
     factor = (1.0 - SEED_APP_HIT) / (1.0 - app.value)
-    changed = u.with_changes(kv_writes=Quantity(fills * factor + u.write_share, "derived", ""))
+    changed = u.with_changes(kv_writes=_kv_writes(u, fills * factor, "fewer fills"))
+    share = u.assumptions.kv_write_share
     return Recommendation(
         "kv_fills", "Stop paying KV writes for cache fills", "KV",
         f"Application-cache hit rate {app.value:.0%} ({app.basis}): "
-        f"{fills:.3f} KV writes per request are fills at $5 per million, "
-        f"${ctx.cost('kv_writes'):,.0f}/month in KV writes.",
+        f"{fills:.3f} fills per request ({u.cache_fills.basis}), {share:.0%} of them assumed "
+        f"billed as KV writes at $5 per million: ${ctx.cost('kv_writes'):,.0f}/month in KV "
+        "writes.",
         f"Lengthen the 60 s application TTL or fill KV only for hot keys, to reach seed "
         f"003's {SEED_APP_HIT:.0%} hit rate.",
         ctx.saving(changed), "measured data",

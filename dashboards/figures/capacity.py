@@ -1,13 +1,13 @@
-"""Response time and throughput against load, with the USL fit and the sizing over them."""
+"""The measured steps of a run: throughput and p95 per step against the load offered, with
+the p95 target, the knee and X_max marked (and the USL curve of a closed-model run)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from collectors.models.capacity import CapacityPlan, LatencyModel, UslFit, usl_throughput
+from collectors.models.capacity import usl_throughput
 from dashboards.figures.common import (
     AMBER,
     BLUE,
@@ -23,99 +23,63 @@ from gate.projections import CapacityModel
 
 __all__ = ["capacity_figure"]
 
-CI_SAMPLES = 400
 
-
-def _grid(fit: UslFit, plan: CapacityPlan | None) -> np.ndarray:
-    top = fit.max_users_measured * 1.5
-    if plan is not None and plan.per_instance_users:
-        top = max(top, plan.per_instance_users * 1.2)
-    if math.isfinite(fit.peak_users):
-        top = max(top, min(fit.peak_users * 1.2, fit.max_users_measured * 4))
-    return np.linspace(1.0, top, 120)
-
-
-def _band(fit: UslFit, n: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    if fit.covariance is None:
-        return None
-    draws = fit.samples(CI_SAMPLES, seed=1)
-    sigma, kappa, lam = (draws[:, i : i + 1] for i in range(3))
-    curves = lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
-    low, high = np.percentile(curves, [2.5, 97.5], axis=0)
-    return low, high
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 4) for v in values]
-
-
-def _throughput_traces(result: CapacityModel, fit: UslFit, n: np.ndarray) -> list[dict[str, Any]]:
-    steps = result.steps
-    assert steps is not None
-    traces: list[dict[str, Any]] = []
-    band = _band(fit, n)
-    if band is not None:
-        traces.append({"type": "scatter", "x": _rounded(np.concatenate([n, n[::-1]])),
-                       "y": _rounded(np.concatenate([band[1], band[0][::-1]])),
-                       "fill": "toself", "fillcolor": "rgba(9,105,218,0.15)",
-                       "line": {"width": 0}, "name": "USL 95% band", "hoverinfo": "skip"})
-    traces += [
-        {"type": "scatter", "mode": "lines", "x": _rounded(n), "y": _rounded(fit.lam * n),
-         "name": "linear (λN)", "line": {"color": GREY, "dash": "dot"}},
-        {"type": "scatter", "mode": "lines", "x": _rounded(n),
-         "y": _rounded(usl_throughput(n, fit.sigma, fit.kappa, fit.lam)), "name": "USL fit",
-         "line": {"color": BLUE}},
-        {"type": "scatter", "mode": "markers", "x": steps["users"].tolist(),
-         "y": steps["throughput"].tolist(), "name": "measured steps",
-         "marker": {"color": "black", "size": 8}},
-    ]
-    return traces
-
-
-def _latency_traces(result: CapacityModel, fit: UslFit, model: LatencyModel,
-                    n: np.ndarray) -> list[dict[str, Any]]:
-    steps = result.steps
-    assert steps is not None
-    return [
-        {"type": "scatter", "mode": "lines", "x": _rounded(n),
-         "y": _rounded(model.p95(fit, n) * 1000), "name": "modelled p95",
-         "line": {"color": AMBER}, "xaxis": "x2", "yaxis": "y2"},
-        {"type": "scatter", "mode": "markers", "x": steps["users"].tolist(),
-         "y": steps["p95_ms"].tolist(), "name": "measured p95",
-         "marker": {"color": RED, "size": 8}, "xaxis": "x2", "yaxis": "y2"},
-    ]
+def _rounded(values: Any) -> list[float | None]:
+    return [None if v != v else round(float(v), 4) for v in values]
 
 
 def capacity_figure(result: CapacityModel, target_ms: float) -> Figure:
-    """Left: throughput vs users with the USL fit and its band; right: p95 vs users."""
-    if result.fit is None or result.steps is None:
-        return note_figure(result.problem or "No capacity model.", height=320)
-    fit = result.fit
-    n = _grid(fit, result.plan)
-    data = _throughput_traces(result, fit, n)
-    shapes = []
-    measured = [v for v in result.steps["p95_ms"].tolist() if v == v]
-    top = max([target_ms * 3.0, *(v * 1.3 for v in measured)])
-    if result.latency is not None:
-        data += _latency_traces(result, fit, result.latency, n)
-        shapes.append(hline(target_ms, yref="y2", xref="x2 domain"))
-        plan = result.plan
-        if plan is not None and plan.per_instance_users:
-            shapes.append(vline(plan.per_instance_users, xref="x2") | {"yref": "y2 domain"})
+    """Left: throughput per step (knee, X_max); right: p95 per step (target, knee)."""
+    steps = result.steps
+    if steps is None or not len(steps):
+        return note_figure(result.problem or "The run has no load steps.", height=320)
+    column = "rate" if result.load == "rate" else "users"
+    label = "offered rate (req/s)" if column == "rate" else "concurrent users (N)"
+    ordered = steps.sort_values(column)
+    x = ordered[column].tolist()
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "mode": "lines+markers", "x": _rounded(x),
+         "y": _rounded(ordered["throughput"]), "name": "measured throughput",
+         "marker": {"color": "black", "size": 8}, "line": {"color": GREY}},
+        {"type": "scatter", "mode": "lines+markers", "x": _rounded(x),
+         "y": _rounded(ordered["p95_ms"]), "name": "measured p95",
+         "marker": {"color": RED, "size": 8}, "line": {"color": RED},
+         "xaxis": "x2", "yaxis": "y2"},
+    ]
+    if result.fit is not None and column == "users":
+        grid = np.linspace(1.0, max(x) * 1.5, 120)
+        fit = result.fit
+        data.append({"type": "scatter", "mode": "lines", "x": _rounded(grid),
+                     "y": _rounded(usl_throughput(grid, fit.sigma, fit.kappa, fit.lam)),
+                     "name": "USL fit (cross-check)", "line": {"color": BLUE, "dash": "dot"}})
+    shapes = [hline(target_ms, yref="y2", xref="x2 domain")]
+    estimate = result.estimate
+    found = estimate.knee if estimate is not None else None
+    if found is not None and found.throughput_rps is not None:
+        data.append({"type": "scatter", "mode": "markers", "name": f"knee ({found.status})",
+                     "x": _rounded([found.offered if found.offered is not None else x[-1]]),
+                     "y": _rounded([found.throughput_rps]),
+                     "marker": {"color": AMBER, "size": 14, "symbol": "diamond"}})
+        if found.offered is not None:
+            shapes.append(vline(found.offered, xref="x2") | {"yref": "y2 domain"})
+    if estimate is not None and estimate.x_max_rps is not None:
+        shapes.append(hline(estimate.x_max_rps, yref="y", xref="x domain", color=BLUE))
+    measured = [v for v in ordered["p95_ms"].tolist() if v == v]
+    top = max([target_ms * 1.5, *(v * 1.15 for v in measured)])
     layout = base_layout(
         height=440, uirevision="capacity", hovermode="closest",
         margin={"l": 70, "r": 30, "t": 50, "b": 110},
         legend={"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0},
-        xaxis={"domain": [0, 0.45], "title": {"text": "concurrent users (N)"}, "anchor": "y"},
+        xaxis={"domain": [0, 0.45], "title": {"text": label}, "anchor": "y"},
         yaxis={"title": {"text": "requests/s"}, "rangemode": "tozero", "anchor": "x"},
-        xaxis2={"domain": [0.55, 1], "title": {"text": "concurrent users (N)"}, "anchor": "y2"},
+        xaxis2={"domain": [0.55, 1], "title": {"text": label}, "anchor": "y2"},
         yaxis2={"title": {"text": "p95 ms"}, "range": [0, top], "anchor": "x2"},
         shapes=shapes,
         annotations=[
-            {"text": "Throughput vs concurrent users (one instance)", "x": 0.225, "y": 1.02,
-             "xref": "paper", "yref": "paper", "showarrow": False, "xanchor": "center",
-             "yanchor": "bottom"},
-            {"text": f"p95 vs users; dashed: {target_ms:g} ms target, dotted: operating point",
+            {"text": "Throughput per step (one instance); dashed: X_max", "x": 0.225,
+             "y": 1.02, "xref": "paper", "yref": "paper", "showarrow": False,
+             "xanchor": "center", "yanchor": "bottom"},
+            {"text": f"p95 per step; dashed: {target_ms:g} ms target, dotted: the knee",
              "x": 0.775, "y": 1.02, "xref": "paper", "yref": "paper", "showarrow": False,
              "xanchor": "center", "yanchor": "bottom"},
         ],

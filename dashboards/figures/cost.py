@@ -1,11 +1,13 @@
-"""Cost figures: breakdown by driver, a month's burn against the budget, and the estimates of
-the Auto-Scaling document (docs/targets.md) beside the model's."""
+"""Cost figures: breakdown by driver, a month's burn against the budget, the tornado of the
+assumptions (which one moves the total most), and the estimates of the Auto-Scaling document
+(docs/targets.md) beside the model's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from collectors.models.cost import CostBreakdown, group_order
+from collectors.models.tornado import Tornado
 from dashboards.figures.common import (
     AMBER,
     BLUE,
@@ -19,7 +21,8 @@ from dashboards.figures.common import (
     vline,
 )
 
-__all__ = ["breakdown_figure", "burn_figure", "seed_comparison_figure", "GROUP_COLORS"]
+__all__ = ["breakdown_figure", "burn_figure", "seed_comparison_figure", "tornado_figure",
+           "GROUP_COLORS"]
 
 GROUP_COLORS = {"Workers": BLUE, "KV": AMBER, "R2": GREEN, "Durable Objects": PURPLE,
                 "Neon": GREY}
@@ -81,4 +84,36 @@ def seed_comparison_figure(cost: CostBreakdown, seed: Mapping[str, float]) -> Fi
                          title="Why the document's estimate is low, product by product",
                          uirevision="seed", barmode="group", hovermode="closest",
                          yaxis={"title": {"text": "$ per month"}, "type": "log"})
+    return {"data": data, "layout": layout}
+
+
+def tornado_figure(spread: Tornado) -> Figure:
+    """One bar per assumption, from the central total to the total at each end of its range
+    (the rest at their centres), largest swing on top; the bounded range as a band."""
+    bars = list(reversed(spread.bars))  # plotly draws the first category at the bottom
+    labels = [f"{b.label} ({b.low:,.3g}–{b.high:,.3g} {b.unit})" for b in bars]
+    central = spread.central_usd
+
+    def side(name: str, ends: list[float], values: list[float], color: str) -> dict[str, object]:
+        return {"type": "bar", "orientation": "h", "name": name, "y": labels,
+                "x": [round(v - central, 2) for v in values], "base": central,
+                "marker": {"color": color}, "customdata": [[e, v] for e, v in zip(
+                    ends, values, strict=True)],
+                "hovertemplate": "%{y}<br>at %{customdata[0]:,.3g}: $%{customdata[1]:,.0f}"
+                                 "/month<extra></extra>"}
+
+    data = [side("assumption at the low end of its range", [b.low for b in bars],
+                 [b.total_at_low for b in bars], GREEN),
+            side("assumption at the high end of its range", [b.high for b in bars],
+                 [b.total_at_high for b in bars], RED)]
+    shapes = [vline(central, color=GREY)]
+    notes = [{"text": f"central ${central:,.0f}/month · range ${spread.low_usd:,.0f}–"
+                      f"${spread.high_usd:,.0f} (all together)", "x": 0, "xref": "paper",
+              "y": 1.0, "yref": "paper", "yanchor": "bottom", "showarrow": False}]
+    layout = base_layout(height=max(260, 60 + 34 * len(bars)),
+                         title="Which assumption moves the monthly total most",
+                         uirevision="tornado", barmode="overlay", hovermode="closest",
+                         margin={"l": 330, "r": 40, "t": 70, "b": 45},
+                         xaxis={"title": {"text": "$ per month"}}, shapes=shapes,
+                         annotations=notes, legend={"orientation": "h", "y": -0.25})
     return {"data": data, "layout": layout}

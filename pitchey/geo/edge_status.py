@@ -8,6 +8,13 @@ retries) and probes each worker's non-liveness health endpoints (/health/db,
 Loopback operators can drain a region (`PUT /_edge/regions/{region}/state`) and inject delay
 into it (`PUT /_edge/regions/{region}/latency`, forwarded to the worker's own /_geo/latency).
 
+`GET /_edge/metrics` publishes what HAProxy's own Prometheus exporter (the edge's /metrics)
+lacks: the CPU time of the edge's processes, `process_cpu_seconds_total{process="haproxy"}`
+(and `"edge-agent"`, `"supervisor"`), read from /proc/<pid>/stat (HAProxy's pid from the
+runtime API's `show info`), and `pitchey_edge_haproxy_threads` (its `Nbthread`). It is reached
+through the edge URL like /status, so a run's scraper needs nothing but that URL, also
+against a remote deployment (`collectors.models.demand` turns it into service demand).
+
 `python -m pitchey.geo.edge_status --socket S --worker us-east=URL ...` runs it.
 """
 
@@ -21,12 +28,16 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pitchey import __version__
 from pitchey.geo.haproxy_config import REGIONS_BACKEND
@@ -35,11 +46,15 @@ from pitchey.geo.runtime_api import SERVER_STATES, RuntimeApi, RuntimeApiError, 
 from pitchey_cli.exitcodes import ExitCode
 from pitchey_cli.usage import CommandParser
 
-__all__ = ["AgentSettings", "create_agent_app", "region_view", "main"]
+__all__ = ["AgentSettings", "create_agent_app", "region_view", "main", "proc_cpu_seconds",
+           "process_cpu_seconds", "edge_metrics_text", "HAPROXY_PROCESS", "AGENT_PROCESS",
+           "SUPERVISOR_PROCESS"]
 
 log = logging.getLogger("pitchey.geo.edge_status")
 
 _PID_HEADER = "X-Pitchey-Worker-Pid"
+HAPROXY_PROCESS, AGENT_PROCESS, SUPERVISOR_PROCESS = "haproxy", "edge-agent", "supervisor"
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _PROBE_MAX_INTERVAL_S = 2.0
 
 
@@ -163,6 +178,69 @@ async def edge_health(request: web.Request) -> web.Response:
                 and _health_and_breaker(row.status)[0] == "healthy"]
     return web.json_response({"status": "ok" if routable else "unavailable",
                               "routable_regions": routable}, status=200 if routable else 503)
+
+
+def proc_cpu_seconds(stat: str, ticks_per_s: float) -> float:
+    """User + system CPU seconds of a `/proc/<pid>/stat` line (pure). The command name, in
+    parentheses, may hold spaces or parentheses itself: fields are counted after the last
+    ")". utime and stime (fields 14 and 15) cover every thread of the process."""
+    fields = stat[stat.rindex(")") + 1:].split()  # fields[0] is field 3, the state
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
+
+
+def process_cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """The CPU seconds process `pid` has used, or None when they cannot be read (no such
+    process, no /proc on this system, another PID namespace)."""
+    try:
+        return proc_cpu_seconds((proc / str(pid) / "stat").read_text(),
+                                os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def edge_metrics_text(cpu: Mapping[str, float], haproxy_threads: int | None) -> bytes:
+    """The /_edge/metrics exposition (pure): CPU seconds per edge process, HAProxy's threads."""
+    family = CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent "
+                                 "in seconds, per process of the edge.", labels=["process"])
+    for name, seconds in sorted(cpu.items()):
+        family.add_metric([name], seconds)
+    families: list[Metric] = [family]
+    if haproxy_threads is not None:
+        families.append(GaugeMetricFamily(
+            "pitchey_edge_haproxy_threads",
+            "HAProxy's threads (show info Nbthread): how many cores it can use.",
+            value=haproxy_threads))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+async def edge_metrics(request: web.Request) -> web.Response:
+    """CPU of HAProxy (its pid from `show info`), this agent and the supervisor."""
+    agent = request.app[AGENT]
+    pids = {AGENT_PROCESS: os.getpid()}
+    if agent.supervisor_pid is not None:
+        pids[SUPERVISOR_PROCESS] = agent.supervisor_pid
+    try:
+        info = await request.app[API].info()
+    except RuntimeApiError as exc:  # no haproxy series: the demand model says why
+        log.debug("%s", exc)
+        info = {}
+    if info.get("Pid", "").isdigit():
+        pids[HAPROXY_PROCESS] = int(info["Pid"])
+    threads = int(info["Nbthread"]) if info.get("Nbthread", "").isdigit() else None
+    cpu = {name: seconds for name, pid in pids.items()
+           if (seconds := process_cpu_seconds(pid)) is not None}
+    return web.Response(body=edge_metrics_text(cpu, threads),
+                        headers={"Content-Type": _PROMETHEUS_TEXT})
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -294,6 +372,7 @@ def create_agent_app(settings: AgentSettings,
     app[STARTED] = clock()
     app.router.add_get("/status", status)
     app.router.add_get("/_edge/health", edge_health)
+    app.router.add_get("/_edge/metrics", edge_metrics)
     app.router.add_route("GET", "/_edge/regions/{region}/state", region_state)
     app.router.add_route("PUT", "/_edge/regions/{region}/state", region_state)
     app.router.add_route("GET", "/_edge/regions/{region}/latency", region_latency)

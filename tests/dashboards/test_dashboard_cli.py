@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from collectors.run import load_run
 from dashboards.cli import register
+from gate.evaluation import evaluate_run, record_verdict, spec_from_run
+from testing.rundirs import START, CellSpec, RunSpec, scenario, uniform, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +62,9 @@ def test_capacity_json(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> No
     usl = report["usl"]
     assert usl["sigma_ci"][0] <= usl["sigma"] <= usl["sigma_ci"][1]
     assert report["plan"]["instances"] >= 1
+    estimate = report["estimate"]
+    assert estimate["source"] == "knee" and estimate["knee"]["status"] in (
+        "reached", "not_reached")
 
 
 def test_capacity_text(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,18 +74,59 @@ def test_capacity_text(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert lines[1].startswith("gate: ")  # the gate's verdict line, no PASS/FAIL of its own
     assert "projections for the product targets (model, not measured" in out
     assert "  instances for 100,000 users: " in out
-    assert "USL fit (95% CI): sigma = " in out
-    assert "response time law N = X(R+Z): 100,000 users, Z = " in out
+    assert "  knee: " in out and "  trusted: knee" in out
+    assert "response time law X/N = 1/(R+Z): 100,000 users, Z = " in out
     assert "verdict: PASS" not in out and "verdict: FAIL" not in out
 
 
-def test_capacity_on_a_run_without_steps_explains(sparse_runs: Path,
+def test_capacity_on_a_run_without_steps_explains(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    flat = next(p for p in sparse_runs.iterdir() if p.name.endswith("-flat"))
-    assert run(["capacity", str(flat)]) == 3  # INVALID: the run cannot support an answer
+    # eight seconds: no load step (10 s or more), and no CPU scraped: no X_max either
+    short = write_run(tmp_path / "short", RunSpec(
+        scenario(), {("us-east", "GET /", "x"): CellSpec(uniform(1, 5, 20))}, seconds=8))
+    assert run(["capacity", str(short.path)]) == 3  # INVALID: the run cannot support an answer
     captured = capsys.readouterr()
-    assert "no capacity model: a USL fit needs at least 3 distinct" in captured.out
-    assert "no answer: a USL fit needs at least 3 distinct" in captured.err
+    assert "no concurrency level long enough" in captured.out
+    assert "no answer: the run held no concurrency level" in captured.err
+    assert "no X_max" in captured.err
+    # the only step already misses the p95 target: nothing held it
+    slow = write_run(tmp_path / "slow", RunSpec(
+        scenario(), {("us-east", "GET /", "x"): CellSpec(uniform(150, 300, 20))}, seconds=14))
+    assert run(["capacity", str(slow.path)]) == 3
+    assert "below the first step" in capsys.readouterr().err
+
+
+def _breakpoint_run(root: Path) -> Path:
+    medians = (10.0, 25.0, 50.0, 150.0)
+    events = [(START + 10 * i + 9.5, "step", {"index": i, "rate": r, "start": START + 10 * i + 2,
+                                               "end": START + 10 * i + 10})
+              for i, r in enumerate((20, 40, 80, 160))]
+    cell = CellSpec(lambda s, rng: rng.lognormal(np.log(medians[min(s // 10, 3)]), 0.3,
+                                                 10 + 3 * s))
+    written = write_run(root, RunSpec(scenario(think_time="2s", gate={"product_targets": False}),
+                                      {("us-east", "GET /", "x"): cell}, seconds=40,
+                                      events=events))
+    run_ = load_run(written.path)
+    record_verdict(written.path, evaluate_run(run_, spec_from_run(run_)))
+    return written.path
+
+
+def test_capacity_of_a_breakpoint_run_prints_the_recorded_projections(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _breakpoint_run(tmp_path)
+    recorded = json.loads((path / "summary.json").read_text())["verdict"]["projections"]
+    assert run(["capacity", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["projections"] == recorded
+    (instances,) = [p for p in recorded if p["unit"] == "instances"]
+    assert report["plan"]["instances"] == instances["value"]
+    assert report["plan"]["instances_ci"] == [instances["low"], instances["high"]]
+    assert report["estimate"]["knee"]["status"] == "reached"
+    assert [s["rate"] for s in report["steps"]] == [20, 40, 80, 160]
+    assert run(["capacity", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {instances['name']}: {instances['text']}" in out
+    assert "  knee: " in out and "interpolated between 80 req/s offered" in out
 
 
 @pytest.mark.parametrize("argv", [["capacity", "/nonexistent/run"],
@@ -111,3 +159,44 @@ def test_dashboard_on_a_busy_port_is_one_line(runs_dir: Path,
         assert run(["dashboard", "--runs", str(runs_dir), "--port", str(port)]) == 4
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pitchey: cannot listen on 127.0.0.1:{port}: ") and "\n" not in err
+
+
+def _walk(node: object) -> list[object]:
+    children = getattr(node, "children", None)
+    kids = children if isinstance(children, list) else [] if children is None else [children]
+    return [node, *(n for child in kids for n in _walk(child))]
+
+
+def _text(node: object) -> str:
+    return " ".join(n for n in _walk(node) if isinstance(n, str))
+
+
+def test_the_capacity_page_shows_measured_beside_projected(tmp_path: Path) -> None:
+    from dashboards.analysis import Settings, capacity_for, cost_for
+    from dashboards.data import build_view
+    from dashboards.figures import capacity_figure
+    from dashboards.pages import capacity_result, fit_table
+
+    view = build_view(load_run(_breakpoint_run(tmp_path)))
+    settings = Settings()
+    result = capacity_for(view, settings)
+    side = capacity_result(result, settings, view, cost_for(view, settings))
+    parts = {getattr(n, "id", None): n for n in _walk(side)}
+    measured, projected = parts["cap-measured"], parts["cap-projected"]
+    assert side.children == [measured, projected]  # side by side, measured first
+    rows = [n for n in _walk(parts["cap-steps"]) if type(n).__name__ == "Tr"]
+    assert len(rows) == 1 + 4  # the header and one row per step
+    assert "yes" in _text(rows[3]) and "no" in _text(rows[4])  # the last step missed p95
+    assert result.estimate is not None and result.estimate.knee is not None
+    assert result.estimate.knee.text in _text(measured)
+    recorded = json.loads((Path(view.path) / "summary.json").read_text())["verdict"]
+    for projection in recorded["projections"]:
+        assert projection["text"] in _text(parts["gate-projections"])
+    assert "Response time law" in _text(parts["cap-result"])
+    assert result.sizing is not None and f"{result.sizing.instances:,}" in _text(
+        parts["cap-result"])
+    assert "trusted" in _text(fit_table(result))
+    figure = capacity_figure(result, settings.p95_target_ms)
+    assert [t["name"] for t in figure["data"]][:2] == ["measured throughput", "measured p95"]
+    assert any(t["name"].startswith("knee") for t in figure["data"])
+    assert figure["layout"]["shapes"][0]["y0"] == settings.p95_target_ms

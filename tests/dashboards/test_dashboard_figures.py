@@ -54,7 +54,9 @@ def test_missing_pieces_draw_explanations(sparse_runs: Path) -> None:
     flat = next(p for p in sparse_runs.iterdir() if p.name.endswith("-flat"))
     view = build_view(load_run(flat))
     result = capacity_for(view, Settings())
-    assert result.fit is None and result.problem and "3 distinct" in result.problem
+    assert result.fit is None and result.estimate is not None
+    assert "3 distinct" in result.estimate.usl_note  # one level: no USL, an "at least" knee
+    assert result.estimate.trusted == "knee (at least)"
 
 
 def test_extensions_carry_only_new_points(tmp_path: Path) -> None:

@@ -185,14 +185,58 @@ def test_projections_are_labelled_and_never_change_the_status(tmp_path: Path) ->
 
 
 def test_a_projection_the_run_cannot_support_says_why(make_run: MakeRun) -> None:
-    verdict = _verdict(make_run(RunSpec(scenario(), {EAST: CellSpec(uniform(1, 5, 50))},
-                                        seconds=12)))
-    capacity = next(p for p in verdict.projections if p.unit == "instances")
+    # eight seconds hold no load step (10 s or more) and nothing scraped the CPU: no answer
+    short = _verdict(make_run(RunSpec(scenario(), {EAST: CellSpec(uniform(1, 5, 50))},
+                                      seconds=8)))
+    capacity = next(p for p in short.projections if p.unit == "instances")
     assert not capacity.available and capacity.value is None
-    assert capacity.reason == ("a USL fit needs at least 3 distinct concurrency steps, "
-                               "the run has 1")
+    assert "no concurrency level" in capacity.reason and "no X_max" in capacity.reason
     assert capacity.text == f"not available: {capacity.reason}"
-    assert verdict.status == "pass"
+    assert short.status == "pass"
+    # every step missed the p95 target: no throughput held it
+    slow = _verdict(make_run(RunSpec(scenario(), {EAST: CellSpec(uniform(150, 300, 50))},
+                                     seconds=14)))
+    capacity = next(p for p in slow.projections if p.unit == "instances")
+    assert not capacity.available and "below the first step" in capacity.reason
+
+
+STEP_RATES = (20, 40, 80, 160)
+STEP_MEDIANS = (10.0, 25.0, 50.0, 150.0)
+
+
+def _breakpoint_run(make_run: MakeRun) -> WrittenRun:
+    """Four 10-s steps (2 s settle, 8 s hold) whose p95 crosses the target at the last."""
+    events = [(START + 10 * i + 9.5, "step", {"index": i, "rate": r, "start": START + 10 * i + 2,
+                                               "end": START + 10 * i + 10})
+              for i, r in enumerate(STEP_RATES)]
+    cell = CellSpec(lambda s, rng: rng.lognormal(np.log(STEP_MEDIANS[min(s // 10, 3)]), 0.3,
+                                                 10 + 3 * s))
+    return make_run(RunSpec(scenario(think_time="2s", gate={"product_targets": False}),
+                            {EAST: cell}, seconds=40, events=events))
+
+
+def test_the_instances_follow_the_response_time_law_and_the_knee(make_run: MakeRun) -> None:
+    written = _breakpoint_run(make_run)
+    verdict = _verdict(written)
+    by_unit = {p.unit: p for p in verdict.projections}
+    instances = by_unit["instances"]
+    assert instances.available and instances.low is not None and instances.high is not None
+    # independently: per step, the throughput and p95 of the latencies written in its hold
+    holds = [written.select(seconds=range(10 * i + 2, 10 * i + 10)) for i in range(4)]
+    x = [v.size / 8 for v in holds]
+    p = [float(np.percentile(v, 95)) for v in holds]
+    target = PRODUCT_TARGETS.p95_ms
+    assert p[2] <= target < p[3]
+    knee = x[2] + (x[3] - x[2]) * (target - p[2]) / (p[3] - p[2])
+    held = np.concatenate(holds[:3])
+    per_user = 1.0 / (held.mean() / 1000.0 + 2.0)  # X/N = 1/(R+Z), Z = the scenario's 2 s
+    need = PRODUCT_TARGETS.users * per_user * 1.3  # 30 % headroom
+    assert abs(instances.value - np.ceil(need / knee)) <= 1  # type: ignore[operator]
+    assert instances.low <= instances.value <= instances.high
+    text = " ".join(instances.assumptions)
+    assert "trusted: knee" in text and "response time law" in text and "no X_max" in text
+    cores = by_unit["cores"]
+    assert cores.available and cores.value is not None and cores.value % instances.value == 0
 
 
 def test_record_verdict_round_trip_and_window_figures(make_run: MakeRun) -> None:

@@ -81,6 +81,8 @@ def _console_agrees(gated: SmokeGate, verdict: RunVerdict, summary: dict[str, An
     out = gated.result.out
     assert gated.result.code == verdict.exit_code, gated.result.text
     assert console_table(verdict) in out, gated.result.text
+    if verdict.capacity is not None:
+        assert verdict.capacity["line"] in out
     assert out.rstrip().splitlines()[-1] == verdict.line
     # ... after a summary whose figures are summary.json's, over the judged window
     for region, entry in summary["by_region"].items():
@@ -154,6 +156,10 @@ def _dashboard_and_report_agree(gated: SmokeGate, recorded: dict[str, Any], brow
     assert shown == [recorded["headline"], recorded["line"]]
     assert browser.execute_script(_CHECKS_JS) == checks
     assert browser.execute_script(_PROJECTIONS_JS) == projections
+    capacity = (recorded.get("capacity") or {}).get("line", "")
+    if capacity:  # the measured capacity line, as recorded
+        assert browser.execute_script(
+            "return document.querySelector('#verdict-capacity').innerText") == capacity
     assert console_errors(browser) == []
 
     report = tmp_path / "report.html"
@@ -165,6 +171,8 @@ def _dashboard_and_report_agree(gated: SmokeGate, recorded: dict[str, Any], brow
         == checks
     rows = report_rows(report.read_text(), "projection").rows
     assert [[key, cells[1]] for key, cells in rows.items()] == projections
+    if capacity:
+        assert page.by_id["verdict-capacity"] == capacity
 
 
 @pytest.mark.parametrize("name", ["smoke", "baseline", "failing"])

@@ -51,8 +51,11 @@ def test_no_shipped_scenario_repeats_a_product_target_or_checks_its_user_count()
     """The gate judges the product's targets itself; a scenario's user count is a fact of the
     scenario, never a check."""
     for path in SHIPPED:
-        spec = parse_gate_spec(load_scenario(path).to_json(), source=str(path))
-        assert spec.product_targets, path
+        scenario = load_scenario(path)
+        spec = parse_gate_spec(scenario.to_json(), source=str(path))
+        # a breakpoint run ends in the step that broke the target, by design (capacity.yaml)
+        stepped = scenario.open_model is not None and scenario.open_model.arrival == "steps"
+        assert spec.product_targets or stepped, path
         for threshold in spec.thresholds:
             assert threshold.metric != "users", (path, threshold.text)
             kinds = dict(threshold.scope).get("kind")
