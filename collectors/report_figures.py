@@ -20,6 +20,7 @@ from collectors.targets import PRODUCT_TARGETS
 __all__ = [
     "SERVICE_PANELS",
     "TARGET_LABEL",
+    "every_second",
     "generator_figure",
     "latency_figure",
     "load_figure",
@@ -52,8 +53,27 @@ def _elapsed(t: pd.Series, t0: float) -> pd.Series:
     return t - t0
 
 
+def every_second(load: pd.DataFrame) -> pd.DataFrame:
+    """load.parquet with a row for every second from its first to its last: a run written
+    before every second got a row (a second in which nothing completed had none) shows its
+    stalls as 0 requests/s instead of a line drawn straight across them (users carried on)."""
+    if len(load) < 2:
+        return load
+    t = load["t"].to_numpy(dtype=float)
+    if not np.all(np.mod(t - t.min(), 1.0) == 0.0):  # not on a one-second grid: as it is
+        return load
+    seconds = np.arange(t.min(), t.max() + 0.5, 1.0)
+    if len(seconds) == len(load):
+        return load
+    frame = load.drop_duplicates("t", keep="last").set_index("t").reindex(seconds)
+    frame["rps"] = frame["rps"].fillna(0.0)
+    frame["failures_per_s"] = frame["failures_per_s"].fillna(0.0)
+    frame["users"] = frame["users"].ffill().fillna(0).astype("int64")
+    return frame.rename_axis("t").reset_index()
+
+
 def load_figure(run: Run, t0: float) -> go.Figure:
-    load = run.load
+    load = every_second(run.load)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     x = _elapsed(load["t"], t0)
     fig.add_trace(go.Scatter(x=x, y=load["users"], name="users", line={"color": "#636efa"}),

@@ -2,6 +2,9 @@
 
 Latency figures come from merged HDR histograms (never from averaged per-second percentiles);
 request and failure counts from the per-second stats; generator health from its samples.
+Durations and rates come from the load's time span (the `load_span` event the load generator
+writes: from the first stage to the moment the users were stopped), not from counting rows;
+a run without that event (older, or synthetic) falls back to the span of its per-second rows.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from collectors._format import FORMAT_VERSION
+from collectors.closedmodel import closed_model_section, user_pacing
 from collectors.hdr import Histogram
 from collectors.run import Run, quantile_label
 from collectors.targets import PRODUCT_TARGETS
 from collectors.validity import Validity
 
-__all__ = ["SUMMARY_QUANTILES", "SLO_LATENCY_MS", "latency_figures", "summarize"]
+__all__ = ["SUMMARY_QUANTILES", "SLO_LATENCY_MS", "latency_figures", "load_span", "summarize"]
 
 SUMMARY_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 SLO_LATENCY_MS = PRODUCT_TARGETS.p95_ms  # the product target (collectors.targets)
@@ -44,7 +48,9 @@ def summarize(
     """
     stats = _window(run.stats, start, end)
     load = _window(run.load, start, end)
-    duration = _duration_s(load if len(load) else stats, start, end)
+    span = load_span(run)
+    duration = (_span_duration_s(span, start, end) if span is not None
+                else _duration_s(load if len(load) else stats, start, end))
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "run_id": run.run_id,
@@ -60,7 +66,11 @@ def summarize(
         summary[f"by_{field}"] = _by_scope(run, stats, field, duration, start, end)
     summary["generator"] = _generator(_window(run.generator, start, end))
     summary["open_model"] = _open_model(run, start, end)
+    summary["closed_model"] = closed_model_section(run, start, end)  # {} unless closed model
     summary["validity"] = (validity or run.validity).to_json()
+    if span is not None:
+        summary["span"] = {"start": span[0], "end": span[1]}
+        summary["cut_requests"] = _cut_requests(run)
     for key, value in (extra or {}).items():
         if isinstance(value, Mapping) and isinstance(summary.get(key), dict):
             summary[key] = {**summary[key], **value}
@@ -78,6 +88,32 @@ def _window(frame: pd.DataFrame, start: float | None, end: float | None) -> pd.D
     if end is not None:
         keep &= (frame["t"] < end).to_numpy()
     return frame[keep]
+
+
+def load_span(run: Run) -> tuple[float, float] | None:
+    """(start, end) epoch seconds of the load, from the run's `load_span` event, or None."""
+    for event in reversed(run.events_of("load_span")):
+        try:
+            start, end = float(event["start"]), float(event["end"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        return start, max(start, end)
+    return None
+
+
+def _span_duration_s(span: tuple[float, float], start: float | None, end: float | None
+                     ) -> float:
+    """Seconds of the load inside [start, end) (the whole span when neither is given)."""
+    if start is not None and end is not None:  # a window given in full is its own length
+        return max(0.0, float(end - start))
+    low = span[0] if start is None else max(start, span[0])
+    high = span[1] if end is None else min(end, span[1])
+    return max(0.0, float(high - low))
+
+
+def _cut_requests(run: Run) -> int:
+    events = run.events_of("load_span")
+    return int(events[-1].get("cut_requests") or 0) if events else 0
 
 
 def _duration_s(frame: pd.DataFrame, start: float | None, end: float | None) -> float:
@@ -151,6 +187,8 @@ def _generator(generator: pd.DataFrame) -> dict[str, Any]:
 
 def _open_model(run: Run, start: float | None, end: float | None) -> dict[str, Any]:
     if not any(key[3] == "corrected" for key in run.histogram_keys()):
+        return {}
+    if user_pacing(run.scenario) is not None:  # closed model: corrected is in `closed_model`
         return {}
     corrected = run.histogram(kind="corrected", start=start, end=end)
     return {"corrected_latency_ms": latency_figures(corrected)}

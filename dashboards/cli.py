@@ -199,7 +199,8 @@ def _capacity_report(run: Run, verdict: RunVerdict, args: argparse.Namespace) ->
     report: dict[str, Any] = {
         "run_id": run.run_id, "scenario": run.scenario_name,
         "verdict": {"status": verdict.status, "headline": verdict.headline,
-                    "line": verdict.line},
+                    "line": verdict.line,
+                    "capacity": None if verdict.capacity is None else dict(verdict.capacity)},
         "projections": [p.to_json() for p in verdict.projections],
         **_answer(verdict.projections),
         "what_if": None,
@@ -246,7 +247,21 @@ def _text(report: dict[str, Any]) -> str:
                   *_projection_lines(what_if["projections"])]
     label = "what-if" if what_if is not None else "the product targets"
     lines.append(f"capacity model (for {label}):")
-    return "\n".join(lines + _model_lines(report))
+    return "\n".join(lines + _model_lines(report) + _endpoint_lines(report))
+
+
+def _endpoint_lines(report: dict[str, Any]) -> list[str]:
+    """CPU per endpoint, when the run's mix let it be attributed (the verdict's record)."""
+    split = ((report["verdict"].get("capacity") or {}).get("endpoints")) or {}
+    if not split:
+        return []
+    if not split.get("attributed"):
+        return [f"  CPU per endpoint: not attributed: {split.get('reason', '')}"]
+    lines = [f"  CPU per endpoint (regression over {split['bins']} bins, R² "
+             f"{split['r_squared']:.3f}; background {split['background_cores']:.3f} cores):"]
+    lines += [f"    {e['endpoint']:<40} {e['demand_ms']:>8.3f} ms/request  "
+              f"{e['cpu_share']:>6.1%} of request CPU" for e in split["endpoints"]]
+    return lines
 
 
 def _model_lines(report: dict[str, Any]) -> list[str]:

@@ -40,6 +40,8 @@ __all__ = [
     "Comparison",
     "GateConfigError",
     "GateResult",
+    "GeneratorDoubt",
+    "Hiccups",
     "Window",
     "baseline_from_json",
     "baseline_to_json",
@@ -49,6 +51,8 @@ __all__ = [
     "evaluate",
     "exit_code",
     "gate",
+    "generator_doubt",
+    "hiccup_at",
     "measure",
     "quantile_interval",
     "rate_interval",
@@ -99,6 +103,10 @@ class Window:
     reasons: tuple[str, ...] = ()
     known: Mapping[str, frozenset[str]] = field(default_factory=dict)
     aborted: tuple[str, ...] = ()  # why an abort_on_fail threshold stopped the run early
+    # a closed-model run: the evidence of coordinated omission every latency check carries as
+    # its note (collectors.closedmodel); its latency is judged on service time unless a
+    # threshold asks for {kind: corrected}. None: not a closed-model run
+    closed_model: str | None = None
 
     @property
     def has_corrected(self) -> bool:
@@ -227,8 +235,10 @@ def _matches(cell: Cell, key: str, pattern: str, tags: Mapping[str, Sequence[str
 
 
 def _latency_kind(threshold_scope: Mapping[str, str], window: Window) -> str:
-    """Corrected time when the run has it (open model): it is what users waited."""
-    return threshold_scope.get("kind") or ("corrected" if window.has_corrected else "service")
+    """Corrected time when the run has it (open model): it is what users waited. A closed
+    model's corrected time (constant pacing) is an estimate: judged when asked for."""
+    default = "corrected" if window.has_corrected and window.closed_model is None else "service"
+    return threshold_scope.get("kind") or default
 
 
 def check_scopes(spec: GateSpec, window: Window) -> None:
@@ -244,8 +254,8 @@ def check_scopes(spec: GateSpec, window: Window) -> None:
             if key == "kind" and pattern == "corrected" and threshold.kind is MetricKind.LATENCY \
                     and not window.has_corrected and window.cells:
                 raise GateConfigError(threshold.where, "kind 'corrected' asked for, but the run "
-                                      "has no corrected histograms (not an open-model run)",
-                                      token=pattern)
+                                      "has no corrected histograms (neither an open-model run "
+                                      "nor a closed one with constant pacing)", token=pattern)
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -259,7 +269,11 @@ def measure(threshold: Threshold, window: Window,
         kind = _latency_kind(threshold.scope_dict, window)
         hist = Histogram.merge(c.histogram(kind) for c in cells)
         value = _latency(threshold, hist) if hist.total else None
-        return _checked(threshold, value, hist.total, kind)
+        result = _checked(threshold, value, hist.total, kind)
+        if window.closed_model is None:
+            return result
+        note = _closed_note(threshold, cells, kind, window.closed_model)
+        return replace(result, note=f"{result.note}; {note}" if result.note else note)
     requests = sum(c.requests for c in cells)
     return _checked(threshold, _count_metric(threshold, cells, requests, window), requests, None)
 
@@ -282,6 +296,20 @@ def _checked(threshold: Threshold, value: float | None, samples: int,
         return CheckResult(threshold, None, False, samples, kind,
                            note="no requests in scope after the warm-up")
     return CheckResult(threshold, value, threshold.holds(value), samples, kind)
+
+
+def _closed_note(threshold: Threshold, cells: Sequence[Cell], kind: str, evidence: str) -> str:
+    """A closed-model run's latency check: the run's evidence, and, when judged on service
+    time, the corrected figure of the same scope and percentile where one was recorded."""
+    if kind != "service":
+        return evidence
+    corrected = Histogram.merge(c.corrected for c in cells if c.corrected is not None)
+    if not corrected.total:
+        return evidence
+    name = "max" if threshold.percentile is None else threshold.metric
+    value = _latency(threshold, corrected)
+    figure = f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
+    return f"judged on service time; corrected {name} here {figure}; {evidence}"
 
 
 def _latency(threshold: Threshold, hist: Histogram) -> float:
@@ -367,7 +395,8 @@ def compared_scopes(spec: GateSpec) -> tuple[tuple[tuple[str, str], ...], ...]:
 
 def compare(spec: GateSpec, current: Window, baseline: Window) -> tuple[Comparison, ...]:
     """p95 and error rate per compared scope; a regression must clear the confidence check."""
-    kind = "corrected" if current.has_corrected and baseline.has_corrected else "service"
+    kind = "corrected" if current.has_corrected and baseline.has_corrected \
+        and current.closed_model is None else "service"
     results: list[Comparison] = []
     for scope in compared_scopes(spec):
         now = select_cells(current.cells, scope, spec.tags)
@@ -448,8 +477,9 @@ class AbortMonitor:
     state is the running post-warm-up totals; the judgement stays in the pure function.
     """
 
-    def __init__(self, spec: GateSpec) -> None:
+    def __init__(self, spec: GateSpec, closed_model: str | None = None) -> None:
         self.spec = spec
+        self.closed_model = closed_model  # see Window.closed_model
         self._cells: dict[tuple[str, str, str], Cell] = {}
         self._duration_s = 0.0
         self._users_max = 0
@@ -467,7 +497,8 @@ class AbortMonitor:
             self._users_max = max(self._users_max, users)
             for cell in interval:
                 self._add(cell)
-        window = Window(tuple(self._cells.values()), self._duration_s, self._users_max)
+        window = Window(tuple(self._cells.values()), self._duration_s, self._users_max,
+                        closed_model=self.closed_model)
         return should_abort(self.spec, window, elapsed)
 
     def _add(self, cell: Cell) -> None:
@@ -534,3 +565,101 @@ def _cell_from_json(raw: Mapping[str, Any]) -> Cell:
         corrected=Histogram.decode(corrected) if corrected else None,
     )
 
+
+# --- the generator's own hiccups -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hiccups:
+    """The load generator's own hiccups over the judged window, as jHiccup measures them: the
+    workers' event-loop lag probes, coordinated-omission corrected (a stall of L ms counts as
+    L, L - interval, ...), so a percentile reads "that share of the time the loop was at least
+    this late". Overall and per region (the workers of a region time its requests)."""
+
+    overall: Histogram
+    by_region: Mapping[str, Histogram] = field(default_factory=dict)
+
+    def for_scope(self, scope: Sequence[tuple[str, str]]) -> Histogram:
+        """The hiccups of the workers whose requests a scope holds: those of the regions a
+        region scope matches, else all."""
+        pattern = dict(scope).get("region")
+        if pattern is None or not self.by_region:
+            return self.overall
+        chosen = [h for region, h in self.by_region.items() if fnmatchcase(region, pattern)]
+        return Histogram.merge(chosen) if chosen else self.overall
+
+
+def hiccup_at(hiccups: Histogram, threshold: Threshold) -> float:
+    """The generator's hiccup (ms) at the threshold's percentile (its max for ``max``)."""
+    if threshold.percentile is None:
+        return hiccups.max_ms
+    return hiccups.percentile(threshold.percentile)
+
+
+@dataclass(frozen=True)
+class GeneratorDoubt:
+    """A latency breach the generator's own hiccups could account for (see generator_doubt)."""
+
+    above_share: float  # share of the scope's requests above the limit that must be cleared
+    hiccup_ms: float  # the generator's hiccup over its worst `above_share` of the time
+    hiccup_percentile: float  # ... that is, at this percentile of its hiccups
+    reason: str
+
+
+_LEVELS = 100  # the matching is checked at this many levels
+
+
+def generator_doubt(result: CheckResult, window: Window, tags: Mapping[str, Sequence[str]],
+                    hiccups: Hiccups) -> GeneratorDoubt | None:
+    """Why a latency breach may be the generator's, or None when the service's own.
+
+    Every latency the generator times includes its own stalls: a response that arrives while
+    the loop stalls is read when the stall ends, late by what is left of it. The hiccups are
+    those residuals over time (the jHiccup-corrected lag probes), so with arrivals spread over
+    time a request's share of the generator's delay is drawn from them. The check at
+    percentile q fails with a share F of the requests at or below the limit; the service's
+    own value could still hold if the generator's delays could have pushed the m = q - F
+    requests just above the limit over it: matched in order (smallest excess with the smallest
+    of the worst m of the hiccups, and so on up), every excess is below its hiccup. Checked at
+    ``_LEVELS`` levels: excess(F + p m) < hiccup(1 - m + p m) for all p in [0, 1]. That is
+    the exact "could account for" (the worst placement of the stalls) under those
+    assumptions; it contains the comparison at the same percentile (measured p_q minus the
+    hiccup p_q, as jHiccup's charts are read) whenever m <= 1 - q. A check that holds is not
+    doubted: the generator's stalls only add latency.
+    """
+    threshold = result.threshold
+    if (result.passed or result.measured is None or threshold.kind is not MetricKind.LATENCY
+            or threshold.op not in ("<", "<=")):
+        return None
+    own = hiccups.for_scope(threshold.scope)
+    kind = _latency_kind(threshold.scope_dict, window)
+    hist = Histogram.merge(c.histogram(kind) for c in select_cells(window.cells,
+                                                                    threshold.scope, tags))
+    if not own.total or own.max_ms <= 0 or not hist.total:
+        return None
+    q = 1.0 if threshold.percentile is None else threshold.percentile / 100.0
+    below = hist.fraction_at_or_below(threshold.limit)
+    m = min(max(q - below, 1.0 / hist.total), 1.0)
+    for step in range(_LEVELS + 1):
+        p = step / _LEVELS
+        measured = result.measured if step == _LEVELS else \
+            hist.quantile(min(q, below + p * m))
+        if not threshold.holds(measured - own.quantile(min(1.0, 1.0 - m + p * m))):
+            return None
+    at = 100.0 * (1.0 - m)
+    hiccup = own.percentile(at)
+    subject = threshold.metric if not threshold.scope else \
+        f"{threshold.metric} {threshold.scope_label}"
+    reason = (
+        f"{subject} {_ms(result.measured)} breaches {threshold.op} {_ms(threshold.limit)}, "
+        f"but the generator's own hiccups could account for it: {m:.1%} of the requests "
+        f"would have to come under the limit, and over its worst {m:.1%} of the time the "
+        f"generator's loop was late by {_ms(hiccup)} or more (hiccup p{at:.4g}; at "
+        f"{threshold.metric} {_ms(hiccup_at(own, threshold))}, max {_ms(own.max_ms)}): the "
+        f"breach may be the generator's"
+    )
+    return GeneratorDoubt(m, hiccup, at, reason)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.4g} ms" if value < 1000 else f"{value / 1000:.4g} s"

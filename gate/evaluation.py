@@ -10,6 +10,10 @@ Product targets (``collectors.targets.PRODUCT_TARGETS``) are measured checks unl
 scenario says ``gate: {product_targets: false}``: p95 below the target overall and in each
 region the run has (when it has more than one), and the error rate below the target overall.
 A scenario threshold identical to one of them is judged once, under the scenario's name.
+
+A latency check that fails by less than the load generator's own hiccup at its percentile
+(``gate.core.generator_doubt``, from the hiccups the run recorded in summary.json's
+``generator`` block) cannot be judged: the run is invalid, with both figures.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from collectors.hdr import Histogram, HistogramDecodeError
 from collectors.targets import PRODUCT_TARGETS, ProductTargets
 from collectors.validity import Validity
 from gate.core import (
     CheckResult,
     Comparison,
+    GeneratorDoubt,
+    Hiccups,
     Window,
     check_scopes,
     compare,
+    generator_doubt,
     measure,
     run_validity,
 )
@@ -50,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRODUCT_SOURCE",
     "evaluate_run",
+    "hiccups_of",
     "product_thresholds",
     "record_verdict",
     "spec_from_run",
@@ -76,12 +85,22 @@ def evaluate_run(
     window = replace(window_from_run(run, spec.warmup_s), aborted=threshold_aborts(run, spec))
     check_scopes(spec, window)
     judged = _judged(spec, window, targets, run.scenario_name)
-    checks = [_check(measure(t, window, spec.tags), source) for t, source in judged]
+    hiccups = hiccups_of(run)
+    checks, doubts = [], []
+    for threshold, where in judged:
+        result = measure(threshold, window, spec.tags)
+        doubt = (generator_doubt(result, window, spec.tags, hiccups)
+                 if hiccups is not None else None)
+        checks.append(_check(result, where, doubt))
+        if doubt is not None:
+            doubts.append(doubt.reason)
     checks += [_abort_check(reason) for reason in window.aborted]
     comparisons = tuple(_comparison(c, spec) for c in compare(spec, window, baseline)) \
         if baseline is not None else ()
     valid, reasons = run_validity(window)
     validity = Validity(valid, reasons)
+    if doubts:
+        validity = validity.combine(Validity.invalid(*doubts))
     source = baseline_source if baseline is not None else None
     status = status_of(validity, checks, comparisons)
     moment = (evaluated_at or datetime.now(UTC)).astimezone(UTC)
@@ -154,18 +173,39 @@ def _scenario_source(threshold: Threshold, scenario: str) -> str:
 # --- core results -> verdict entries ---------------------------------------------------------
 
 
-def _check(result: CheckResult, source: str) -> Check:
+def hiccups_of(run: Run) -> Hiccups | None:
+    """The generator's hiccups the run recorded (summary.json ``generator.hiccup_hist`` and
+    ``hiccup_hist_by_region``), or None for a run without them (older runs, no probes)."""
+    generator = (run.summary or {}).get("generator")
+    if not isinstance(generator, dict) or not generator.get("hiccup_hist"):
+        return None
+    try:
+        overall = Histogram.decode(generator["hiccup_hist"])
+        by_region = {str(r): Histogram.decode(h) for r, h in
+                     dict(generator.get("hiccup_hist_by_region") or {}).items()}
+    except (HistogramDecodeError, TypeError, ValueError):
+        return None
+    return Hiccups(overall, by_region) if overall.total else None
+
+
+def _check(result: CheckResult, source: str, doubt: GeneratorDoubt | None = None) -> Check:
     threshold = result.threshold
     kind = threshold.kind.value
     measured_text = "no data" if result.measured is None else \
         format_measure(kind, result.measured)
+    note = result.note
+    if doubt is not None:
+        note = "; ".join(filter(None, (note, (
+            f"within the load generator's own hiccups (p{doubt.hiccup_percentile:.4g} "
+            f"{format_measure(kind, doubt.hiccup_ms)}): the run cannot judge it"))))
     return Check(
         name=f"{threshold.metric} {threshold.op} {format_value(threshold.kind, threshold.limit)}",
         metric=threshold.metric, kind=kind, scope=threshold.scope, measured=result.measured,
         op=threshold.op, limit=threshold.limit, ok=result.passed, samples=result.samples,
         source=source, measured_text=measured_text,
         limit_text=f"{threshold.op} {format_measure(kind, threshold.limit)}",
-        latency_kind=result.latency_kind, note=result.note,
+        latency_kind=result.latency_kind, note=note,
+        generator_hiccup_ms=None if doubt is None else doubt.hiccup_ms,
     )
 
 

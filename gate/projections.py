@@ -514,7 +514,11 @@ def project_with_capacity(run: Run, bounds: Bounds, inputs: ProjectionInputs,
     response = (sizing.response_s, sizing.response_source) if sizing is not None else None
     projections = (*sizing_projections(model, inputs, _topology(run)),
                    _cost_projection(run, bounds, inputs, response))
-    return projections, measured_capacity(model, inputs)
+    from collectors.models.endpoint_demand import endpoint_demand
+
+    capacity = measured_capacity(model, inputs)
+    capacity["endpoints"] = endpoint_demand(run, start=bounds.cut, end=bounds.end).to_json()
+    return projections, capacity
 
 
 def measured_capacity(model: CapacityModel, inputs: ProjectionInputs) -> dict[str, Any]:
@@ -528,8 +532,9 @@ def measured_capacity(model: CapacityModel, inputs: ProjectionInputs) -> dict[st
         parts.append(f"CPU ceiling X_max {demand.x_max_rps:,.1f} req/s "
                      f"(bottleneck {demand.bottleneck}{cpu})")
     if estimate is not None and estimate.available:
-        assert estimate.per_instance_rps is not None
-        parts.append(f"trusted: {estimate.trusted} ({estimate.why})")
+        # the why repeats the knee's own text; its reason is the part after the last "; "
+        reason = estimate.why.rsplit("; ", 1)[-1]
+        parts.append(f"trusted: {estimate.trusted}, {reason}")
     line = "; ".join(parts) if parts else (
         f"not measured: {model.problem or 'the run has no steps and no CPU series'}")
     return {

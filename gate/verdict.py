@@ -93,6 +93,9 @@ class Check:
     limit_text: str
     latency_kind: str | None = None  # service | corrected (latency checks)
     note: str = ""  # why there is no measurement, or what stopped the run
+    # the generator's own hiccup at the check's percentile when the breach is within it
+    # (the check cannot be judged: the run is invalid), else None
+    generator_hiccup_ms: float | None = None
 
     @property
     def scope_label(self) -> str:
@@ -130,6 +133,7 @@ class Check:
             "limit": self.limit, "limit_text": self.limit_text, "ok": self.ok,
             "samples": self.samples, "source": self.source, "message": self.message,
             "latency_kind": self.latency_kind, "note": self.note,
+            "generator_hiccup_ms": self.generator_hiccup_ms,
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class Check:
             source=str(data["source"]), measured_text=str(data["measured_text"]),
             limit_text=str(data["limit_text"]), latency_kind=data.get("latency_kind"),
             note=str(data.get("note", "")),
+            generator_hiccup_ms=_float_or_none(data.get("generator_hiccup_ms")),
         )
 
 

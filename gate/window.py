@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from collectors.closedmodel import closed_model_evidence
+from collectors.summary import load_span
 from gate.core import Cell, Window
 
 if TYPE_CHECKING:
@@ -55,7 +57,9 @@ def bounds_of(run: Run, warmup_s: float) -> Bounds:
     step = min((b - a for a, b in zip(seconds, seconds[1:], strict=False)), default=1.0)
     end = seconds[-1] + step
     start = max(cut, seconds[0]) if cut is not None else seconds[0]
-    return Bounds(start, max(end, start), warmup_s, max(end - start, 0.0), cut)
+    span = load_span(run)  # the load's time span: its duration, as summary.json's
+    length = end - start if span is None else min(end, span[1]) - max(start, span[0])
+    return Bounds(start, max(end, start), warmup_s, max(length, 0.0), cut)
 
 
 def window_from_run(run: Run, warmup_s: float) -> Window:
@@ -81,11 +85,13 @@ def window_from_run(run: Run, warmup_s: float) -> Window:
             cells.append(Cell(region, endpoint, user_class, requests, failures, service,
                               corrected))
     validity = run.validity
+    closed = closed_model_evidence(run, start=cut)
     return Window(
         cells=tuple(cells), duration_s=bounds.duration_s, users_max=_users_max(run, cut),
         valid=validity.valid, reasons=validity.reasons,
         known={field: frozenset(str(n[i]) for n in names)
                for i, field in enumerate(("region", "endpoint", "user_class"))},
+        closed_model=None if closed is None else closed.note(),
     )
 
 

@@ -50,12 +50,15 @@ def summary_text(
         f"== {scenario_name}: {int(summary.get('requests', 0))} requests in "
         f"{format_duration(float(summary.get('duration_s') or 0.0))} {_window(summary)} "
         f"({float(summary.get('rps', 0.0)):.1f} req/s), {int(summary.get('failures', 0))} "
-        f"failures ({float(summary.get('error_rate', 0.0)):.2%})",
+        f"failures ({float(summary.get('error_rate', 0.0)):.2%})" + _cut(summary),
         "latency (ms, service time, HDR):  " + _percentiles(latency),
     ]
     corrected = (summary.get("open_model") or {}).get("corrected_latency_ms")
     if corrected:
         lines.append("latency (ms, from intended start): " + _percentiles(corrected))
+    hiccups = _hiccups(summary, final)
+    if hiccups:
+        lines.append("generator hiccups (ms, own loop):  " + _percentiles(hiccups))
     lines.append("by region:")
     for region, entry in _entries(summary, "by_region"):
         figures = entry.get("latency_ms") or {}
@@ -71,7 +74,7 @@ def summary_text(
     for endpoint, entry in sorted(endpoints, key=lambda x: -_p95(x[1]))[:6]:
         lines.append(f"  {endpoint:<44} {int(entry.get('requests', 0)):>7} req  "
                      f"p95 {_ms(entry.get('latency_ms') or {}, 'p95')}  fail {_fail(entry)}")
-    lines.extend(_self_check(final, notes))
+    lines.extend(_self_check(final, notes, summary))
     if run_dir is not None:
         lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
@@ -83,6 +86,14 @@ def _window(summary: Mapping[str, Any]) -> str:
     if isinstance(warmup, int | float) and "verdict" in summary:
         return f"judged after a {format_duration(float(warmup))} warm-up"
     return "(whole run)"
+
+
+def _cut(summary: Mapping[str, Any]) -> str:
+    """Requests in flight when the load stopped: begun, never answered, not in the counts."""
+    cut = summary.get("cut_requests")
+    if not isinstance(cut, int):
+        return ""
+    return f", {cut} cut (in flight when the load stopped)"
 
 
 def _entries(summary: Mapping[str, Any], key: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -110,27 +121,53 @@ def _percentiles(figures: Mapping[str, Any]) -> str:
         + f"  max {_ms(figures, 'max').strip()}"
 
 
-def _self_check(final: Mapping[str, Any] | None, notes: Sequence[str]) -> list[str]:
+def _hiccups(summary: Mapping[str, Any], final: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The generator's hiccups over the judged window (summary.json, else the final report)."""
+    for source in (summary.get("generator"), (final or {}).get("generator")):
+        if isinstance(source, Mapping) and isinstance(source.get("hiccup_ms"), Mapping):
+            return dict(source["hiccup_ms"])
+    return {}
+
+
+def _self_check(final: Mapping[str, Any] | None, notes: Sequence[str],
+                summary: Mapping[str, Any] | None = None) -> list[str]:
+    """The generator's figures and the run's validity: the gate's (which adds the checks
+    within the generator's hiccups) once it recorded its verdict, else the self-check's.
+    "kept up" only when nothing fell behind: no reason, no note, no late arrival."""
     if final is None:
         return ["self-check: no final report from the load generator (run cut short)"]
     generator = final.get("generator") or {}
+    hiccups = _hiccups(summary or {}, final)
     lines = [
         f"load generator: CPU p95 {float(generator.get('cpu_percent_p95', 0)):.0f}%, "
-        f"loop lag p95 {float(generator.get('lag_ms_p95', 0)):.1f} ms, "
-        f"{int(generator.get('workers', 0))} worker(s)"
+        f"loop lag p95 {float(generator.get('lag_ms_p95', 0)):.1f} ms"
+        + (f", hiccup p99 {float(hiccups.get('p99', 0)):.1f} ms, max "
+           f"{float(hiccups.get('max', 0)):.1f} ms" if hiccups else "")
+        + f", {int(generator.get('workers', 0))} worker(s)"
     ]
     open_model = final.get("open_model")
+    late = 0
     if open_model:
+        late = int(open_model.get("late_starts", 0))
+        dropped = int(open_model.get("dropped", 0))
+        no_free_user = int(open_model.get("no_free_user", 0))
         lines.append(
             f"open model: {open_model['arrivals_started']} of {open_model['arrivals_planned']} "
-            f"arrivals started, {open_model['late_starts']} late "
+            f"arrivals started, {late} late "
             f"(> {open_model['late_tolerance_ms']:g} ms), max lateness "
             f"{open_model['max_lateness_ms']:.1f} ms"
+            + (f", {no_free_user} due with every user busy (the pool ran out)"
+               if no_free_user else "")
         )
-    validity = final.get("validity") or {}
+        late += dropped + no_free_user
+    verdict = (summary or {}).get("verdict")
+    validity = (verdict.get("validity") if isinstance(verdict, Mapping) else None) \
+        or final.get("validity") or {}
     reasons = list(validity.get("reasons", [])) + list(notes)
     if validity.get("valid", False) and not notes:
-        lines.append("run VALID: the load generator kept up")
+        lines.append("run VALID: the load generator kept up" if not late else
+                     "run VALID: some arrivals started late or never, within the self-check's "
+                     "limits (see the open model line)")
     else:
         lines.append("run INVALID: " + "; ".join(dict.fromkeys(reasons)))
     return lines

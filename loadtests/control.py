@@ -26,6 +26,7 @@ class ScenarioShape(LoadTestShape):
         super().__init__()  # type: ignore[no-untyped-call]
         self.plan: LoadPlan | None = None
         self.stop_reason: str | None = None
+        self.stopped_at: float | None = None  # epoch when the users were told to stop
         self._label: str | None = None
         self._phase = "run"
         self._flush_sent_at = 0.0
@@ -64,6 +65,7 @@ class ScenarioShape(LoadTestShape):
                     self._on_stage(segment)
                 return (segment.users, segment.spawn_rate)
             self.request_stop("completed")
+            self.stopped_at = time.time()  # the end of the load (the run's span ends here)
             self._phase = "stopping"
             return (0, float(max(1000, self.plan.max_users)))
         if self._phase == "stopping":

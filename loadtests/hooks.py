@@ -208,8 +208,10 @@ def _init_master(environment: Environment, runner: Any) -> None:
         return
     options.pitchey_scenario_json = json.dumps(scenario.to_json())  # type: ignore[union-attr]
     stream_path = getattr(options, "pitchey_stream", "") or "pitchey-stream.jsonl"
-    limits = Limits(scenario.self_check.cpu_percent, scenario.self_check.cpu_sustain,
-                    scenario.self_check.lag_p95, scenario.self_check.unreachable_ratio)
+    check = scenario.self_check
+    limits = Limits(check.cpu_percent, check.cpu_sustain, check.lag_p95,
+                    check.unreachable_ratio, cpu_share=check.cpu_share,
+                    late_share=check.late_share)
     model = scenario.open_model
     tolerance = model.late_tolerance if model else None
     shape = environment.shape_class
@@ -220,6 +222,8 @@ def _init_master(environment: Environment, runner: Any) -> None:
         else None
     book = MasterBook(StreamWriter(stream_path), limits, open_model_tolerance_ms=tolerance,
                       warmup_s=scenario.warmup, steps=steps, on_stop=on_stop)
+    if book.open_model is not None and model is not None:
+        book.open_model.pool_users = model.pool_users
     plan = plan_for(scenario)
     state = _MasterState(scenario, plan, book)
     book.stream.write("meta", t=time.time(), scenario=scenario.name, planned_s=plan.duration_s,
@@ -366,11 +370,12 @@ def _master_tick(environment: Environment, state: _MasterState) -> None:
         shape.request_stop(reason)
     started = state.book.started_at
     elapsed = now - started if started is not None else 0.0
-    state.book.tick(now, runner.user_count if runner else 0, elapsed, state.plan.duration_s)
+    state.book.tick(now, runner.user_count if runner else 0, elapsed, state.plan.duration_s,
+                    load_end=getattr(shape, "stopped_at", None))
 
 
 def _master_quit(environment: Environment, state: _MasterState) -> None:
     shape = environment.shape_class
     reason = getattr(shape, "stop_reason", None) or "interrupted: the master was stopped"
-    state.book.finish(time.time(), reason)
+    state.book.finish(time.time(), reason, load_end=getattr(shape, "stopped_at", None))
     state.book.stream.close()

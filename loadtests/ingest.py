@@ -5,6 +5,10 @@ into `RunWriter` calls, remembers what the terminal shows (the last progress lin
 whole-run cells, the final verdict, a stepped run's `step` and `breakpoint` events) and, when
 a scenario has abort-on-fail thresholds, feeds each finished second to the gate's
 `AbortMonitor`.
+
+Every second the master hands out (a `load` line, zeros included) gives every region x
+endpoint x user class seen so far a stats row: one that completed nothing in that second gets
+a row of zero requests (percentiles NaN), so a stall is a run of zeros in every series.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from typing import Any, Protocol
 
 from collectors.hdr import Histogram
 
-__all__ = ["RunSink", "StreamIngest", "WholeCell"]
+__all__ = ["RunSink", "StreamIngest", "WholeCell", "zero_stats_rows"]
+
+
+def zero_stats_rows(t: float, scopes: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Stats rows for the scopes (region, endpoint, user class) that completed nothing in
+    second `t`: zero requests and failures, no percentile (NaN)."""
+    nan = float("nan")
+    return [{"t": t, "region": region, "endpoint": endpoint, "user_class": user_class,
+             "requests": 0, "failures": 0, "p50_ms": nan, "p95_ms": nan, "p99_ms": nan,
+             "max_ms": nan} for region, endpoint, user_class in sorted(scopes)]
 
 
 class RunSink(Protocol):
@@ -58,6 +71,8 @@ class StreamIngest:
     steps: list[dict[str, Any]] = field(default_factory=list)  # judged steps, in order
     breakpoint: dict[str, Any] | None = None  # the stepped run's outcome
     _second_cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _scopes: set[tuple[str, str, str]] = field(default_factory=set)  # seen so far
+    _this_second: set[tuple[str, str, str]] = field(default_factory=set)  # with a row in it
 
     def apply(self, items: Iterable[Mapping[str, Any]]) -> None:
         for item in items:
@@ -74,6 +89,8 @@ class StreamIngest:
         self.sink.add_histogram_interval(t, float(item.get("interval_s", 1.0)), region,
                                          endpoint, user_class, kind, item["hist"])
         if kind == "service":
+            self._scopes.add((region, endpoint, user_class))
+            self._this_second.add((region, endpoint, user_class))
             self.sink.add_stats([{
                 "t": t, "region": region, "endpoint": endpoint, "user_class": user_class,
                 "requests": int(item["requests"]), "failures": int(item["failures"]),
@@ -87,6 +104,10 @@ class StreamIngest:
     def _on_load(self, item: Mapping[str, Any]) -> None:
         t = float(item["t"])
         self.seconds += 1
+        zeros = zero_stats_rows(t, self._scopes - self._this_second)
+        if zeros:
+            self.sink.add_stats(zeros)
+        self._this_second.clear()
         self.sink.add_load(t, int(item["users"]), float(item["rps"]),
                            float(item["failures_per_s"]))
         if self._monitoring and self.started_at is not None and self.abort_reason is None:

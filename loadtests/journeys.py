@@ -53,7 +53,7 @@ def journey(weight: int) -> Callable[[Task], Task]:
 
     def decorate(function: Task) -> Task:
         def run(user: PortalUser) -> None:
-            if user.runtime.arrivals is None or user.begin_task():  # closed model: go
+            if user.begin_task():  # closed model: always (it notes the start, for pacing)
                 if TRACE_SAMPLE_RATIO > 0 and random.random() < TRACE_SAMPLE_RATIO:
                     user.traced(function)
                 else:
@@ -116,11 +116,15 @@ class PortalUser(FastHttpUser):
         # request, so one dict per user serves (the open model updates its lateness)
         self._context: dict[str, Any] = {"user_class": self.portal, "lateness_ms": None}
         self._think: tuple[float, float] | None = None  # the scenario's range, read once
+        self._pacing: float | None = None  # closed model: seconds between journey starts
+        self._journey_started = 0.0
 
     # pacing ------------------------------------------------------------------------------------
     def wait_time(self) -> float:
         arrivals = self.runtime.arrivals
         if arrivals is None:
+            if self._pacing is not None:  # constant pacing: what is left of the period
+                return max(0.0, self._pacing - (time.time() - self._journey_started))
             think = self._think
             if think is None:
                 think = self._think = self.runtime.think_time(self.portal)
@@ -132,9 +136,11 @@ class PortalUser(FastHttpUser):
         return max(0.0, self._intended - time.time())
 
     def begin_task(self) -> bool:
-        """Open model: note how late this arrival starts; False once no arrival is left."""
+        """Open model: note how late this arrival starts; False once no arrival is left.
+        Closed model: note when the journey starts (constant pacing counts from there)."""
         arrivals = self.runtime.arrivals
         if arrivals is None:
+            self._journey_started = time.time()
             return True
         if self._intended is None:
             return False
@@ -144,6 +150,7 @@ class PortalUser(FastHttpUser):
         return True
 
     def context(self) -> dict[str, Any]:
+        self.runtime.requests_started += 1  # Locust asks once, as each request starts
         return self._context
 
     def traced(self, function: Callable[[PortalUser], None]) -> None:
@@ -158,11 +165,28 @@ class PortalUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.login()
+        self.pace()
         arrivals = self.runtime.arrivals
         if arrivals is not None:  # the first task waits for its arrival too
             self._intended = arrivals.take()
             if self._intended is not None:
                 gevent.sleep(max(0.0, self._intended - time.time()))
+
+    def pace(self) -> None:
+        """Closed model: read this class's pacing, and when the interval between journey starts
+        is constant (a `pacing`, or a fixed think time above 0: then a lower bound), tell the
+        recorder, which adds the expected-interval-corrected histogram (kind "corrected",
+        HdrHistogram's `record_corrected_value`). The login before it is not paced."""
+        scenario = self.runtime.scenario
+        if scenario is None or scenario.open_model is not None:
+            return
+        self._pacing = scenario.pacing_for(self.portal)
+        interval = self._pacing
+        if interval is None:
+            think = scenario.think_time_for(self.portal)
+            interval = think.min if think.min == think.max and think.min > 0 else None
+        if interval is not None:
+            self._context["interval_ms"] = interval * 1000.0
 
     def login(self) -> None:
         if self.portal not in DEMO_ACCOUNTS:

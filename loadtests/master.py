@@ -20,7 +20,7 @@ from typing import Any
 from collectors.hdr import Histogram
 from loadtests.breakpoint import SecondSample, StepVerdict, StepWatch, step_event
 from loadtests.recording import IntervalMerger, MergedSecond
-from loadtests.selfcheck import GeneratorSample, Limits, assess, generator_figures
+from loadtests.selfcheck import Arrivals, GeneratorSample, Limits, assess, generator_figures
 from loadtests.stream import StreamWriter
 
 __all__ = ["MasterBook", "OpenModelTally", "PROGRESS_WINDOW_S"]
@@ -37,11 +37,14 @@ class OpenModelTally:
         self.started = 0
         self.late = 0
         self.max_lateness_ms = 0.0
+        self.no_free_user = 0  # arrivals due while every user of the pool was busy
+        self.pool_users = 0  # the scenario's pool_users (set by loadtests.hooks)
         self._planned_by_worker: dict[str, int] = {}
 
     def add(self, worker: str, counters: Mapping[str, Any]) -> None:
         self.started += int(counters.get("started", 0))
         self.late += int(counters.get("late", 0))
+        self.no_free_user += int(counters.get("no_free_user", 0))
         self.max_lateness_ms = max(self.max_lateness_ms, float(counters.get("max_late_ms", 0)))
         if "planned" in counters:
             self._planned_by_worker[worker] = int(counters["planned"])
@@ -56,7 +59,14 @@ class OpenModelTally:
             "late_fraction": self.late / self.started if self.started else 0.0,
             "late_tolerance_ms": self.tolerance_ms,
             "max_lateness_ms": round(self.max_lateness_ms, 3),
+            "no_free_user": self.no_free_user,
+            "pool_users": self.pool_users,
         }
+
+    def arrivals(self) -> Arrivals:
+        """The figures the self-check judges (loadtests.selfcheck.assess)."""
+        return Arrivals(self.planned, self.started, self.late, self.tolerance_ms,
+                        self.max_lateness_ms, self.no_free_user, self.pool_users)
 
 
 class MasterBook:
@@ -78,11 +88,14 @@ class MasterBook:
         self._users_at: dict[int, int] = {}
         self._generator: list[GeneratorSample] = []
         self._lag: list[Histogram] = []
+        self._lag_by_region: dict[str, list[Histogram]] = {}  # the hiccups of each region
         self._recent: deque[MergedSecond] = deque(maxlen=PROGRESS_WINDOW_S)
         self._requests = 0
         self._failures = 0
         self._unreachable = 0
         self._finished = False
+        self.load_end: float | None = None  # epoch when the users were stopped
+        self._in_flight: dict[str, int] = {}  # worker -> requests begun, not completed
         self._lost: set[str] = set()
 
     # workers -----------------------------------------------------------------------------------
@@ -103,6 +116,8 @@ class MasterBook:
         self.regions.setdefault(worker, region)
         self.merger.add(worker, region, data, now)
         self._unreachable += int(data.get("unreachable", 0))
+        if "in_flight" in data:  # the latest count; after the users stopped, the cut ones
+            self._in_flight[worker] = int(data["in_flight"])
         rows = []
         for sample in data.get("gen", ()):
             item = GeneratorSample(float(sample["t"]), worker, region,
@@ -121,9 +136,14 @@ class MasterBook:
         measured = [v for t, values in data.get("lag", ()) if self._measured(float(t))
                     for v in values]
         if measured:
-            self._lag.append(Histogram.from_values_ms(measured))
+            hiccups = Histogram.from_values_ms(measured)
+            self._lag.append(hiccups)
             if len(self._lag) > 64:
                 self._lag = [Histogram.merge(self._lag)]
+            own = self._lag_by_region.setdefault(region, [])
+            own.append(hiccups)
+            if len(own) > 64:
+                self._lag_by_region[region] = [Histogram.merge(own)]
         if self.open_model is not None and data.get("open"):
             self.open_model.add(worker, data["open"])
 
@@ -131,6 +151,13 @@ class MasterBook:
         """The plan started: the self-check looks at what follows the warm-up."""
         if self.started_at is None:
             self.started_at = now
+            self.merger.begin(now)  # every second from here on gets a row, zeros included
+
+    def stopped(self, t: float) -> None:
+        """The users were stopped at epoch `t`: the load (and the run's span) ends there."""
+        if self.load_end is None:
+            self.load_end = t
+            self.merger.end(t)
 
     def _measured(self, t: float) -> bool:
         """Whether second `t` counts for the self-check (after the warm-up, like the gate)."""
@@ -146,7 +173,10 @@ class MasterBook:
         self.stream.write("event", t=now, type=type_, **fields)
 
     # once a second ---------------------------------------------------------------------------
-    def tick(self, now: float, users: int, elapsed_s: float, planned_s: float) -> None:
+    def tick(self, now: float, users: int, elapsed_s: float, planned_s: float, *,
+             load_end: float | None = None) -> None:
+        if load_end is not None:
+            self.stopped(load_end)
         self._users_at[int(now)] = users
         for worker in self.merger.stale_workers(now):
             self.gone(worker, now, expected=False)
@@ -220,11 +250,20 @@ class MasterBook:
         }
 
     # the end -----------------------------------------------------------------------------------
-    def finish(self, now: float, reason: str) -> None:
-        """Write everything left, the whole-run histograms and the self-check verdict."""
+    def finish(self, now: float, reason: str, *, load_end: float | None = None) -> None:
+        """Write everything left, the whole-run histograms and the self-check verdict.
+
+        The load's span (`load_span` event: start, end, and the requests in flight that the
+        stop cut) ends at `load_end` (when the users were stopped), else now."""
         if self._finished:
             return
+        self.stopped(load_end if load_end is not None else now)
         self._write_seconds(self.merger.drain_all())
+        cut = sum(self._in_flight.values())
+        if self.started_at is not None and self.load_end is not None:
+            self.event(self.load_end, "load_span", start=self.started_at, end=self.load_end,
+                       duration_s=round(max(0.0, self.load_end - self.started_at), 3),
+                       cut_requests=cut)
         if not reason.startswith("interrupted"):
             self._judge_steps(now, final=True)
         self._finished = True
@@ -244,11 +283,16 @@ class MasterBook:
         valid, reasons = assess(
             generator, lag, self.limits, requests=self._requests,
             unreachable=self._unreachable, notes=notes,
+            arrivals=self.open_model.arrivals() if self.open_model else None,
         )
+        by_region = {r: Histogram.merge(h) for r, h in self._lag_by_region.items()}
         self.stream.write(
             "final", t=now, reason=reason, requests=self._requests, failures=self._failures,
-            unreachable=self._unreachable, validity={"valid": valid, "reasons": list(reasons)},
-            generator={**generator_figures(generator, lag), "warmup_s": self.warmup_s},
+            unreachable=self._unreachable, cut_requests=cut,
+            span={"start": self.started_at, "end": self.load_end},
+            validity={"valid": valid, "reasons": list(reasons)},
+            generator={**generator_figures(generator, lag, by_region),
+                       "warmup_s": self.warmup_s},
             open_model=self.open_model.to_json() if self.open_model else None,
             workers=dict(self.regions),
         )

@@ -372,7 +372,8 @@ def _abort_monitor(scenario: Scenario) -> Any:
     from gate.core import AbortMonitor
     from gate.thresholds import parse_gate_spec
 
-    monitor = AbortMonitor(parse_gate_spec(scenario.to_json(), source=scenario.name))
+    closed = "closed-model run" if scenario.open_model is None else None  # service time
+    monitor = AbortMonitor(parse_gate_spec(scenario.to_json(), source=scenario.name), closed)
     return monitor if monitor.active else None
 
 

@@ -5,7 +5,10 @@ request path pays. Every report (Locust's `report_to_master`, every 3 s) turns t
 seconds into HDR histograms (`collectors.hdr.Histogram`, the run directory's layout,
 HdrHistogram(1, 3_600_000_000, 3)) and ships them encoded. The master's `IntervalMerger` adds
 the workers' histograms second by second (bucket counts add exactly, so nothing is lost) and
-hands out a second once every live worker has reported past it.
+hands out a second once every live worker has reported past it. Every second of the load
+is handed out, an empty one too: from the second the load began (`begin`) to the horizon all
+workers passed (at most to the second the load ended, `end`), a second in which nothing
+completed is a `MergedSecond` without cells (a row of zeros downstream), not a missing one.
 
 Pure: no Locust, no clocks of its own (callers pass epoch seconds).
 """
@@ -25,6 +28,8 @@ __all__ = [
     "IntervalMerger",
     "MergedSecond",
     "WorkerRecorder",
+    "corrected_values_us",
+    "seconds_to_hand_out",
     "us",
 ]
 
@@ -34,6 +39,20 @@ CellKey = tuple[str, str, str, str]  # (region, endpoint, user_class, kind)
 def us(milliseconds: float) -> int:
     """Whole microseconds (at least 1, the histogram's lowest value)."""
     return max(1, int(milliseconds * 1000.0 + 0.5))
+
+
+def corrected_values_us(value_us: int, interval_us: int) -> list[int]:
+    """What HdrHistogram's `record_corrected_value(value, expected_interval)` records (the
+    hdrhistogram package's definition): the value, then value - interval, value - 2 x interval,
+    ... while the previous one exceeded the interval, so the last is in (0, interval]. A
+    request that took L while its user was paced every `interval` stands for the requests the
+    user would have sent meanwhile (coordinated omission). No interval (<= 0): the value."""
+    values = [value_us]
+    if interval_us > 0:
+        while value_us > interval_us:
+            value_us -= interval_us
+            values.append(value_us)
+    return values
 
 
 @dataclass
@@ -54,7 +73,11 @@ class WorkerRecorder:
         self.requests = 0
 
     def record(self, t: float, endpoint: str, user_class: str, service_ms: float,
-               failed: bool, corrected_ms: float | None = None) -> None:
+               failed: bool, corrected_ms: float | None = None,
+               interval_ms: float | None = None) -> None:
+        """`corrected_ms`: the open model's time from the intended start. `interval_ms`: a
+        closed-model user's constant pacing; the corrected kind then gets the value expanded
+        as `corrected_values_us` does."""
         cells = self._seconds.get(int(t))
         if cells is None:
             cells = self._seconds[int(t)] = {}
@@ -65,6 +88,8 @@ class WorkerRecorder:
         pending.service.append(max(1, int(service_ms * 1000.0 + 0.5)))
         if corrected_ms is not None:
             pending.corrected.append(max(1, int(corrected_ms * 1000.0 + 0.5)))
+        elif interval_ms:
+            pending.corrected.extend(corrected_values_us(pending.service[-1], us(interval_ms)))
         pending.requests += 1
         pending.failures += failed
         self.requests += 1
@@ -94,6 +119,18 @@ def _blocks(t: int, endpoint: str, user_class: str, pending: _Pending) -> list[d
                 "hist": Histogram.from_values_us(values).encode(),
             })
     return out
+
+
+def seconds_to_hand_out(due: Iterable[int], start: int | None, stop: int | None) -> list[int]:
+    """The seconds to hand out, oldest first: those with data (`due`) and every second from
+    `start` (the first not handed out yet; the first second with data when None) to `stop`
+    (the last to fill to; the last second with data when None), data or not."""
+    seconds = set(due)
+    low = start if start is not None else min(seconds, default=None)
+    high = stop if stop is not None else max(seconds, default=None)
+    if low is not None and high is not None:
+        seconds.update(range(low, high + 1))
+    return sorted(seconds)
 
 
 @dataclass
@@ -147,6 +184,8 @@ class IntervalMerger:
         self._whole: dict[CellKey, list[Histogram]] = {}
         self._whole_counts: dict[CellKey, list[int]] = {}
         self._flushed_upto: int | None = None
+        self._first: int | None = None  # the load's first second (`begin`)
+        self._last: int | None = None  # the load's last second (`end`)
         self.late_blocks = 0  # blocks that arrived for a second already handed out
 
     def add(self, worker: str, region: str, report: Mapping[str, Any], now: float) -> None:
@@ -169,6 +208,16 @@ class IntervalMerger:
         else:
             self._watermarks.setdefault(worker, None)
 
+    def begin(self, t: float) -> None:
+        """The load began at epoch `t`: seconds are handed out from its second on."""
+        if self._first is None:
+            self._first = int(t)
+
+    def end(self, t: float) -> None:
+        """The load ended at epoch `t`: no empty second is made up after the last second it
+        ran in (the one before `t` when `t` is a whole second)."""
+        self._last = math.ceil(t) - 1
+
     def join(self, worker: str, now: float) -> None:
         """A worker connected: hold seconds back until it reports."""
         self._watermarks.setdefault(worker, None)
@@ -188,10 +237,11 @@ class IntervalMerger:
         if not live or any(mark is None for mark in live):
             return []
         horizon = min(mark for mark in live if mark is not None)
-        return self._flush(lambda t: t <= horizon)
+        return self._flush(horizon)
 
     def drain_all(self) -> list[MergedSecond]:
-        return self._flush(lambda t: True)
+        """Every second left, to the end of the load (`end`) when it is known."""
+        return self._flush(None)
 
     def whole(self) -> dict[CellKey, Cell]:
         """Whole-run cells: every flushed second (and late block) merged."""
@@ -200,11 +250,17 @@ class IntervalMerger:
             for key, counts in self._whole_counts.items()
         }
 
-    def _flush(self, due: Any) -> list[MergedSecond]:
-        seconds = sorted(t for t in self._pending if due(t))
+    def _flush(self, horizon: int | None) -> list[MergedSecond]:
+        due = [t for t in self._pending if horizon is None or t <= horizon]
+        start = self._flushed_upto + 1 if self._flushed_upto is not None else self._first
+        stop = horizon if horizon is not None else self._last
+        if stop is not None and self._last is not None:
+            stop = min(stop, self._last)
+        seconds = seconds_to_hand_out(due, start, stop)
         merged = []
         for t in seconds:
-            cells = {key: _merge_cells(parts) for key, parts in self._pending.pop(t).items()}
+            parts_by_key = self._pending.pop(t, {})
+            cells = {key: _merge_cells(parts) for key, parts in parts_by_key.items()}
             for key, cell in cells.items():
                 self._add_whole(key, cell)
             merged.append(MergedSecond(t, cells))

@@ -24,6 +24,7 @@ __all__ = [
     "REGION_ENV",
     "OpenArrivals",
     "WorkerRuntime",
+    "generator_rows",
     "runtime_of",
     "seeded_accounts",
     "worker_region",
@@ -52,12 +53,18 @@ class OpenArrivals:
         self._started = 0
         self._late = 0
         self._max_late_ms = 0.0
+        self._no_free_user = 0  # arrivals already late when a user was free to take them
         # second of the intended start -> [started, late] (a stepped run judges each step's)
         self._seconds: dict[int, list[int]] = {}
 
     def take(self) -> float | None:
         offset = self.schedule.next()
-        return None if offset is None else self.start_epoch + offset
+        if offset is None:
+            return None
+        intended = self.start_epoch + offset
+        if (self.clock() - intended) * 1000.0 > self.tolerance_ms:
+            self._no_free_user += 1  # it was due while every user of the pool was busy
+        return intended
 
     def started(self, lateness_ms: float) -> None:
         self._started += 1
@@ -75,11 +82,11 @@ class OpenArrivals:
         """Counts since the previous call (the master adds them up), plus the plan."""
         counters: dict[str, Any] = {
             "started": self._started, "late": self._late, "max_late_ms": self._max_late_ms,
-            "planned": self.schedule.total,
+            "planned": self.schedule.total, "no_free_user": self._no_free_user,
             "seconds": [[t, started, late] for t, (started, late) in
                         sorted(self._seconds.items())],
         }
-        self._started = self._late = 0
+        self._started = self._late = self._no_free_user = 0
         self._seconds = {}
         return counters
 
@@ -95,6 +102,10 @@ class WorkerRuntime:
         self.samplers_started = False
         self.probe = LagProbe()
         self._generator: list[dict[str, float]] = []
+        self._last_sample_t: int | None = None  # the second of the last generator row
+        # requests begun (PortalUser.context(), which Locust calls as each request starts);
+        # those not completed when the users stop were cut by the end of the run
+        self.requests_started = 0
         self._lag_values: list[tuple[float, list[float]]] = []
         self._unreachable_reported = 0
         self._accounts: dict[str, itertools.cycle[str]] = {}
@@ -142,21 +153,38 @@ class WorkerRuntime:
         if context:
             user_class = context.get("user_class") or "unknown"
             lateness = context.get("lateness_ms")
+            interval = context.get("interval_ms")  # closed model, constant pacing
         else:
-            user_class, lateness = "unknown", None
+            user_class, lateness, interval = "unknown", None, None
         failed = exception is not None
         if failed and not getattr(response, "status_code", 0):
             self.recorder.unreachable += 1
         self.recorder.record(self.clock(), f"{request_type} {name}", user_class,
                              response_time, failed,
-                             None if lateness is None else response_time + lateness)
+                             None if lateness is None else response_time + lateness,
+                             interval)
 
     def sample_generator(self, cpu_percent: float) -> None:
-        """Once a second: CPU since the last sample and this second's loop-lag probes."""
+        """Once a second: CPU since the last sample and this second's loop-lag probes.
+
+        Every second gets a row: when the sampler itself was held up (a stalled event loop),
+        the seconds it missed get this sample's figures (the CPU rate and lag it measured
+        over them), and a second sampled twice keeps one row (the higher lag)."""
         lags = self.probe.take()
-        t = float(int(self.clock()))
-        self._lag_values.append((t, lags))
-        self._generator.append({"t": t, "cpu_percent": cpu_percent, "lag_ms": p95(lags)})
+        t = int(self.clock())
+        self._lag_values.append((float(t), lags))
+        rows = generator_rows(self._last_sample_t, t, cpu_percent, p95(lags))
+        if not rows and self._generator and self._generator[-1]["t"] == float(t):
+            last = self._generator[-1]
+            last["cpu_percent"] = (last["cpu_percent"] + cpu_percent) / 2.0
+            last["lag_ms"] = max(last["lag_ms"], p95(lags))
+        self._generator.extend(rows)
+        self._last_sample_t = t if self._last_sample_t is None else max(self._last_sample_t, t)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests begun and not completed (cut, once the users were stopped)."""
+        return max(0, self.requests_started - self.recorder.requests)
 
     def report(self, final: bool = False) -> dict[str, Any]:
         """Everything new since the previous report (for the master)."""
@@ -166,11 +194,23 @@ class WorkerRuntime:
         data: dict[str, Any] = {
             "region": self.region, **drained, "gen": self._generator,
             "lag": self._lag_values, "unreachable": unreachable, "final": final,
+            "requests_started": self.requests_started,
+            "requests_completed": self.recorder.requests, "in_flight": self.in_flight,
         }
         self._generator, self._lag_values = [], []
         if self.arrivals is not None:
             data["open"] = self.arrivals.counters()
         return data
+
+
+def generator_rows(previous: int | None, t: int, cpu_percent: float,
+                   lag_ms: float) -> list[dict[str, float]]:
+    """The generator rows one sample taken in second `t` stands for: every second after the
+    previous sample's (`previous`) up to `t`, each with the sample's figures; none when `t` was
+    sampled already (or is older)."""
+    first = t if previous is None else previous + 1
+    return [{"t": float(second), "cpu_percent": cpu_percent, "lag_ms": lag_ms}
+            for second in range(first, t + 1)]
 
 
 def seeded_accounts(portal: str, generated_users: int) -> list[str]:

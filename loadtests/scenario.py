@@ -114,10 +114,20 @@ ThinkTimeField = Annotated[ThinkTime, BeforeValidator(_think_time)]
 
 
 class UserSpec(_Model):
-    """One portal's share of the users and its think time (the scenario default if absent)."""
+    """One portal's share of the users and its think time (the scenario default if absent).
+    `pacing` (closed model): a journey starts every `pacing` seconds (constant pacing, as
+    Locust's `constant_pacing`: the wait is what is left of the period), instead of a think
+    time after each journey."""
 
     weight: float = Field(ge=0)
     think_time: ThinkTimeField | None = None
+    pacing: PositiveSeconds | None = None
+
+    @model_validator(mode="after")
+    def _pacing_or_think(self) -> UserSpec:
+        if self.pacing is not None and self.think_time is not None:
+            raise ValueError("give think_time or pacing, not both")
+        return self
 
 
 class Stage(_Model):
@@ -246,6 +256,11 @@ class SelfCheck(_Model):
     # share of requests that never reached the target (refused, reset, timed out) past which
     # the run says nothing about the service
     unreachable_ratio: float = Field(default=0.5, ge=0, le=1)
+    # share of a worker's judged seconds at or above cpu_percent past which it is saturated
+    cpu_share: float = Field(default=0.05, ge=0, le=1)
+    # open model: share of the arrivals starting later than late_tolerance past which the
+    # run did not offer the planned arrivals
+    late_share: float = Field(default=0.01, ge=0, le=1)
 
 
 class FailoverStep(_Model):
@@ -287,6 +302,7 @@ class Scenario(_Model):
     open_model: OpenModel | None = None
     users: dict[str, UserSpec]
     think_time: ThinkTimeField = ThinkTime()
+    pacing: PositiveSeconds | None = None  # closed model: every user class's default pacing
     regions: dict[str, float] = Field(default_factory=lambda: dict(SEED_REGION_WEIGHTS))
     thresholds: tuple[str | ScopedThreshold, ...] = ()
     warmup: Seconds = 0.0
@@ -343,6 +359,10 @@ class Scenario(_Model):
             raise ValueError("give either stages (closed model) or open_model, not both")
         if self.stages is not None and not self.stages:
             raise ValueError("stages is empty")
+        if self.open_model is not None and (self.pacing is not None or any(
+                spec.pacing is not None for spec in self.users.values())):
+            raise ValueError("pacing applies to the closed model (stages); the open model's "
+                             "arrivals set when requests start")
         return self
 
     # derived figures ---------------------------------------------------------------------------
@@ -355,6 +375,16 @@ class Scenario(_Model):
     def think_time_for(self, portal: str) -> ThinkTime:
         spec = self.users.get(portal)
         return spec.think_time if spec and spec.think_time else self.think_time
+
+    def pacing_for(self, portal: str) -> float | None:
+        """Seconds between journey starts of a `portal` user (constant pacing), or None: its
+        own pacing, else the scenario's unless the user class gives a think time."""
+        spec = self.users.get(portal)
+        if spec is not None and spec.pacing is not None:
+            return spec.pacing
+        if spec is not None and spec.think_time is not None:
+            return None
+        return self.pacing
 
     def to_json(self) -> dict[str, Any]:
         """The scenario as run (defaults filled in), JSON-able, loadable again."""

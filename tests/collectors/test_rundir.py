@@ -212,3 +212,56 @@ def test_decoded_copy_of_intervals_agrees_and_is_optional(tmp_path: Path) -> Non
     for copy in copies:
         copy.unlink()
     assert figures() == with_copy
+
+
+# --- durations from the load's span; zero rows --------------------------------------------------
+
+
+def test_duration_and_rate_come_from_the_load_span_not_the_rows(tmp_path: Path) -> None:
+    """Rows for seconds 0..11 (12 rows) of a load that ran from T0 + 0.6 to T0 + 11.1: 10.5 s,
+    and the rate is the requests over that, whatever the number of rows."""
+    writer = new_writer(tmp_path, flush_interval_s=0.0)
+    recorded = fill(writer, 12)
+    writer.add_event(T0 + 11.1, "load_span", start=T0 + 0.6, end=T0 + 11.1, duration_s=10.5,
+                     cut_requests=3)
+    run = load_run(writer.finish(Validity.ok()))
+    summary = run.summary
+    assert summary["duration_s"] == pytest.approx(10.5)
+    assert summary["span"] == {"start": T0 + 0.6, "end": T0 + 11.1}
+    assert summary["requests"] == recorded.select().size
+    assert summary["rps"] == pytest.approx(recorded.select().size / 10.5)
+    assert summary["cut_requests"] == 3
+    region = summary["by_region"]["us-east"]
+    assert region["rps"] == pytest.approx(region["requests"] / 10.5)
+    # a window after a warm-up: from its start to the end of the load
+    windowed = summarize(run, start=T0 + 4)
+    assert windowed["duration_s"] == pytest.approx(7.1)
+    assert windowed["rps"] == pytest.approx(windowed["requests"] / 7.1)
+    assert summarize(run, start=T0 + 4, end=T0 + 6)["duration_s"] == 2.0
+
+
+def test_without_a_load_span_the_rows_span_is_the_duration(tmp_path: Path) -> None:
+    writer = new_writer(tmp_path, flush_interval_s=0.0)
+    fill(writer, 12)
+    summary = load_run(writer.finish(Validity.ok())).summary
+    assert summary["duration_s"] == 12.0
+    assert "cut_requests" not in summary and "span" not in summary
+
+
+def test_a_second_without_requests_is_a_row_of_zeros(tmp_path: Path) -> None:
+    """What the ingest writes for a scope that completed nothing in a second: zero counts,
+    no percentile (NaN), read back as such; counts and rates are unchanged by it."""
+    writer = new_writer(tmp_path, flush_interval_s=0.0)
+    fill(writer, 3)
+    nan = float("nan")
+    writer.add_stats([{"t": T0 + 3, "region": r, "endpoint": e, "user_class": u,
+                       "requests": 0, "failures": 0, "p50_ms": nan, "p95_ms": nan,
+                       "p99_ms": nan, "max_ms": nan} for r, e, u in KEYS])
+    writer.add_load(T0 + 3, 13, 0.0, 0.0)
+    run = load_run(writer.finish(Validity.ok()))
+    zero = run.stats[run.stats["t"] == T0 + 3]
+    assert len(zero) == len(KEYS) and int(zero["requests"].sum()) == 0
+    assert zero["p95_ms"].isna().all()
+    assert list(run.load["rps"])[-1] == 0.0
+    assert run.summary["duration_s"] == 4.0
+    assert run.summary["requests"] == int(run.stats["requests"].sum())

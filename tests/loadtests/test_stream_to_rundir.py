@@ -64,8 +64,11 @@ def test_a_run_flows_from_worker_reports_into_a_readable_run_directory(tmp_path:
     assert int(stats["requests"].sum()) == 1200
     assert int(stats["failures"].sum()) == 24
     assert set(stats["region"].astype(str)) == {"us-east", "asia"}
-    assert len(run.load) == 6 and set(run.generator["worker"].astype(str)) == {"w-east",
-                                                                                "w-asia"}
+    # the load ran from T0 to T0 + 7 (the finish): seconds 0-5 completed requests, second 6
+    # none, and it has a row too (zeros)
+    assert list(run.load["t"]) == [T0 + i for i in range(7)]
+    assert list(run.load["rps"])[-1] == 0.0
+    assert set(run.generator["worker"].astype(str)) == {"w-east", "w-asia"}
 
 
 def test_a_partial_line_waits_for_its_end(tmp_path: Path) -> None:
