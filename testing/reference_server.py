@@ -64,6 +64,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
+from testing.children import start_child, stop_child
+
 __all__ = [
     "Mode",
     "ReferenceConfig",
@@ -329,47 +331,20 @@ class ReferenceServer:
 
     def start(self) -> ReferenceServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port_file.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "testing.reference_server", "--port", "0",
-                   "--port-file", str(self.port_file), "--log", str(self.log_path),
-                   *self.config.args()]
-        if self.core is not None and hasattr(os, "sched_setaffinity"):
-            command = ["taskset", "-c", str(self.core), *command]
-        root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep
-               + os.environ.get("PYTHONPATH", "")}
-        with self.output_path.open("wb") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, cwd=root,
-                                            start_new_session=True)
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            if self.port_file.exists():
-                self.url = f"http://127.0.0.1:{int(self.port_file.read_text())}"
-                return self
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        output_text = self.output_path.read_text(errors="replace")
-        self.stop()
-        raise RuntimeError(f"the reference server did not start:\n{output_text}")
+        prefix = (["taskset", "-c", str(self.core)]
+                  if self.core is not None and hasattr(os, "sched_setaffinity") else [])
+        self.process, port = start_child(
+            "testing.reference_server", ["--log", str(self.log_path), *self.config.args()],
+            port_file=self.port_file, output_path=self.output_path, timeout_s=self.timeout_s,
+            prefix=prefix)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
 
     def records(self) -> list[RequestRecord]:
         return read_log(self.log_path)
 
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_child(self.process)
 
     def __enter__(self) -> ReferenceServer:
         return self.start()

@@ -67,6 +67,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
+from testing.children import start_child, stop_child
+
 __all__ = [
     "INTENDED_HEADER",
     "REGION_HEADER",
@@ -488,45 +490,15 @@ class ReferenceTarget:
     def _start_child(self) -> None:
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        port_file = self.log_path.with_suffix(".port")
-        output_path = self.log_path.with_suffix(".out")
-        port_file.unlink(missing_ok=True)
-        root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep
-               + os.environ.get("PYTHONPATH", "")}
-        command = [sys.executable, "-m", "testing.reference_target", "--port", "0",
-                   "--port-file", str(port_file), "--log", str(self.log_path),
-                   *self.config.args()]
-        with output_path.open("wb") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, cwd=root,
-                                            start_new_session=True)
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            if port_file.exists():
-                self.url = f"http://127.0.0.1:{int(port_file.read_text())}"
-                self.origin = read_origin(self.log_path) or 0.0
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        text = output_path.read_text(errors="replace")
-        self._stop_child()
-        raise RuntimeError(f"the reference target did not start:\n{text}")
+        self.process, port = start_child(
+            "testing.reference_target", ["--log", str(self.log_path), *self.config.args()],
+            port_file=self.log_path.with_suffix(".port"),
+            output_path=self.log_path.with_suffix(".out"), timeout_s=self.timeout_s)
+        self.url = f"http://127.0.0.1:{port}"
+        self.origin = read_origin(self.log_path) or 0.0
 
     def _stop_child(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_child(self.process)
 
     # both ---------------------------------------------------------------------------------------
     def start(self) -> ReferenceTarget:
